@@ -1,0 +1,161 @@
+/**
+ * The engine's front door: one object per store, with every volume, snapshot and image
+ * operation the CLI, the NBD server and the gateways need. It owns the object store it
+ * was given and closes it.
+ */
+import { EngineError } from "./errors.ts";
+import type { ObjectStore } from "./blocker/object-store.ts";
+import type { HashAlgorithm } from "./blocker/content.ts";
+import { blockCount } from "./mapper/entries.ts";
+import type { DirectoryEntry, MapHeader } from "./mapper/headers.ts";
+import { MapStore } from "./mapper/map-store.ts";
+import { hashMap, type HashProgress, type HashResult } from "./mapper/hash.ts";
+import { diffMaps, type DiffResult } from "./mapper/diff.ts";
+import { collectGarbage, type GcOptions, type GcResult } from "./mapper/gc.ts";
+import { storeStats, type StoreStats } from "./mapper/stats.ts";
+import { Volume, type VolumeOpenOptions } from "./volume.ts";
+import type { LockHolder } from "./blocker/object-store.ts";
+
+export interface MapInfo {
+  header: MapHeader;
+  blocks: number;
+  zeroBlocks: number;
+  contentBlocks: number;
+  privateBlocks: number;
+  /** Who has the map open for writing (or is hashing it), if anyone. */
+  lockHolder: LockHolder | undefined;
+}
+
+export interface InitOptions {
+  blockSizeBytes?: number;
+  hashAlgorithm?: HashAlgorithm;
+}
+
+export class Engine {
+  readonly maps: MapStore;
+
+  private constructor(maps: MapStore) {
+    this.maps = maps;
+  }
+
+  static async init(objects: ObjectStore, options: InitOptions = {}): Promise<Engine> {
+    return new Engine(await MapStore.init(objects, options));
+  }
+
+  static async open(objects: ObjectStore): Promise<Engine> {
+    return new Engine(await MapStore.open(objects));
+  }
+
+  get objects(): ObjectStore {
+    return this.maps.objects;
+  }
+
+  get blockSizeBytes(): number {
+    return this.maps.blockSizeBytes;
+  }
+
+  async createVolume(name: string, sizeBytes: number): Promise<MapHeader> {
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new EngineError("EINVALID", `invalid volume size ${sizeBytes}`);
+    blockCount(sizeBytes, this.blockSizeBytes);
+    const { header } = await this.maps.createMap({ name, kind: "volume", frozen: false, sizeBytes });
+    return header;
+  }
+
+  list(): Promise<DirectoryEntry[]> {
+    return this.maps.list();
+  }
+
+  async info(name: string): Promise<MapInfo> {
+    const { header, entries } = await this.maps.loadMap(name);
+    let zeroBlocks = 0;
+    let contentBlocks = 0;
+    for (let index = 0; index < entries.count; index++) {
+      if (entries.isZero(index)) zeroBlocks++;
+      else if (entries.get(index).kind === "content") contentBlocks++;
+    }
+    return {
+      header,
+      blocks: entries.count,
+      zeroBlocks,
+      contentBlocks,
+      privateBlocks: entries.count - zeroBlocks - contentBlocks,
+      lockHolder: await this.objects.lockHolder(this.maps.lockObject(header.mapId)),
+    };
+  }
+
+  openVolume(name: string, options: VolumeOpenOptions = {}): Promise<Volume> {
+    return Volume.open(this.maps, name, options);
+  }
+
+  async resize(name: string, sizeBytes: number): Promise<void> {
+    await this.#withWritable(name, (volume) => volume.resize(sizeBytes));
+  }
+
+  /** Snapshot of a volume not open in this process (it is opened, snapshotted, closed). */
+  async snapshot(volumeName: string, snapshotName: string): Promise<MapHeader> {
+    return this.#withWritable(volumeName, (volume) => volume.snapshot(snapshotName));
+  }
+
+  /** A new writable volume sharing every block of a snapshot or image: O(map), no data copied. */
+  async clone(sourceName: string, newName: string, options: { sizeBytes?: number } = {}): Promise<MapHeader> {
+    const { header: source, entries } = await this.maps.loadMap(sourceName);
+    if (!source.frozen) {
+      throw new EngineError("ENOT_FROZEN", `${sourceName} is a writable volume; clone a snapshot of it instead`, { name: sourceName });
+    }
+    const sizeBytes = options.sizeBytes ?? source.sizeBytes;
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < source.sizeBytes) {
+      throw new EngineError("EINVALID", `a clone of ${sourceName} needs at least ${source.sizeBytes} bytes, not ${sizeBytes}`);
+    }
+    const { header } = await this.maps.createMap({
+      name: newName,
+      kind: "volume",
+      frozen: false,
+      sizeBytes,
+      parentMapId: source.mapId,
+      entries,
+    });
+    return header;
+  }
+
+  hash(name: string, onProgress?: (progress: HashProgress) => void): Promise<HashResult> {
+    return hashMap(this.maps, name, onProgress);
+  }
+
+  diff(nameA: string, nameB: string): Promise<DiffResult> {
+    return diffMaps(this.maps, nameA, nameB);
+  }
+
+  /** Unnames a map and removes it; its blocks are freed by gc. Refused while it is open for writing. */
+  async delete(name: string): Promise<void> {
+    const entry = await this.maps.lookup(name);
+    const header = await this.maps.loadHeader(entry.mapId);
+    const lock = await this.maps.lockMap(header, `delete ${name}`);
+    try {
+      await this.maps.removeMap(entry);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  gc(options: GcOptions = {}): Promise<GcResult> {
+    return collectGarbage(this.maps, options);
+  }
+
+  stats(): Promise<StoreStats> {
+    return storeStats(this.maps);
+  }
+
+  async close(): Promise<void> {
+    await this.objects.close();
+  }
+
+  async #withWritable<T>(name: string, action: (volume: Volume) => Promise<T>): Promise<T> {
+    const volume = await this.openVolume(name);
+    try {
+      if (volume.readOnly) throw new EngineError("EREAD_ONLY", `${name} is a frozen ${volume.header.kind}`, { name });
+      return await action(volume);
+    } finally {
+      await volume.close();
+    }
+  }
+}
