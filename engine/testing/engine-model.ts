@@ -31,7 +31,7 @@ export interface Real {
   restart(): Promise<Engine>;
 }
 
-type Cmd = fc.AsyncCommand<Model, Real, true>;
+type Cmd = fc.AsyncCommand<Model, Real>;
 
 function fill(lengthBytes: number, seed: number): Buffer {
   const out = Buffer.alloc(lengthBytes);
