@@ -70,6 +70,12 @@ export class Volume {
   readonly #renewTimer: NodeJS.Timeout | undefined;
   /** Indices whose in-memory entry differs from the stored one. */
   readonly #dirty = new Set<number>();
+  /**
+   * Indices whose entry stopped naming this epoch's private block since the last flush
+   * (trimmed, zeroed, imported). The stored map may still name that object, so it must
+   * not be rewritten under the same name until a flush has recorded the change.
+   */
+  readonly #leftPrivate = new Set<number>();
   /** Tail of the per-block chains that serialise entry changes. */
   readonly #blockChains = new Map<number, Promise<void>>();
   #flushChain: Promise<void> = Promise.resolve();
@@ -185,9 +191,7 @@ export class Volume {
     this.#checkOpen();
     if (this.readOnly) return;
     while (this.#gate !== undefined) await this.#gate;
-    const run = this.#flushChain.then(() => this.#flushNow());
-    this.#flushChain = run.catch(() => undefined);
-    await run;
+    await this.#flushChained();
   }
 
   /** Allocation of `[offset, offset + length)` from the map alone: no data is read. */
@@ -222,6 +226,7 @@ export class Volume {
     try {
       const stored = await putBlock(this.#maps.objects, this.#maps.header.hashAlgorithm, data);
       await this.#withBlock(index, async () => {
+        if (this.#isWritable(index)) this.#leftPrivate.add(index);
         if (stored.zero) this.#entries.setZero(index);
         else this.#entries.setContent(index, stored.hash);
         this.#dirty.add(index);
@@ -337,6 +342,10 @@ export class Volume {
         await objects.write(target, piece.offsetInBlockBytes, data);
         return;
       }
+      if (this.#leftPrivate.has(piece.index)) {
+        // Rare (trim, then rewrite before a flush): record the change before reusing the name.
+        await this.#flushChained();
+      }
       const source = this.#entries.objectName(piece.index);
       const wholeBlock = piece.offsetInBlockBytes === 0 && piece.lengthBytes === this.#blockBytes(piece.index);
       if (source === undefined || wholeBlock) {
@@ -358,6 +367,7 @@ export class Volume {
       await this.#withBlock(piece.index, async () => {
         if (this.#entries.isZero(piece.index)) return;
         // The old object is left for gc: a durable map may still name it until the next flush.
+        if (this.#isWritable(piece.index)) this.#leftPrivate.add(piece.index);
         this.#entries.setZero(piece.index);
         this.#dirty.add(piece.index);
       });
@@ -396,6 +406,13 @@ export class Volume {
 
   // ── flush, gate, lease ───────────────────────────────────────────────────
 
+  /** Flushes after every flush already queued: it covers all changes made before the call. */
+  async #flushChained(): Promise<void> {
+    const run = this.#flushChain.then(() => this.#flushNow());
+    this.#flushChain = run.catch(() => undefined);
+    await run;
+  }
+
   async #flushNow(): Promise<void> {
     if (this.#fenced !== undefined) throw this.#fenced;
     const objects = this.#maps.objects;
@@ -405,6 +422,7 @@ export class Volume {
       await objects.barrier();
       for (const [first, n] of runs(dirty)) await this.#maps.writeEntries(this.#header.mapId, this.#entries, first, n);
       await objects.barrier();
+      for (const index of dirty) this.#leftPrivate.delete(index);
     } catch (error) {
       for (const index of dirty) this.#dirty.add(index);
       throw error;

@@ -1,0 +1,71 @@
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { pathToFileURL } from "node:url";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { isEngineError } from "../errors.ts";
+import { openObjectStore } from "./open-store.ts";
+
+describe("openObjectStore", () => {
+  let dir: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "okeanos-open-store-"));
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function expectCode(uri: string, code: string, message: RegExp, options = {}): Promise<void> {
+    const error: unknown = await openObjectStore(uri, options).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(isEngineError(error), String(error)).toBe(true);
+    expect((error as { code: string }).code).toBe(code);
+    expect((error as Error).message).toMatch(message);
+  }
+
+  it("opens file:PATH, file:///PATH and a bare path as the same directory", async () => {
+    const storeDir = join(dir, "store");
+    const uris = [`file:${storeDir}`, pathToFileURL(storeDir).href, storeDir, `file:${relative(process.cwd(), storeDir)}`];
+    for (const [i, uri] of uris.entries()) {
+      const store = await openObjectStore(uri, { create: i === 0 });
+      try {
+        expect(store.uri).toBe(`file:${storeDir}`);
+        expect(store.capabilities.persistent).toBe(true);
+        await store.writeFull(`x.${i}`, Buffer.from("hello"));
+      } finally {
+        await store.close();
+      }
+    }
+    const reopened = await openObjectStore(storeDir);
+    try {
+      expect((await reopened.read("x.3", 0, 5)).toString()).toBe("hello");
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it("creates nothing for a missing directory unless asked to", async () => {
+    await expectCode(`file:${join(dir, "absent")}`, "ENO_STORE", /store init/);
+    await expect(stat(join(dir, "absent"))).rejects.toThrow();
+    await writeFile(join(dir, "plain"), "x");
+    await expectCode(join(dir, "plain"), "EINVALID", /not a directory/);
+  });
+
+  it("opens memory: stores that do not persist", async () => {
+    const store = await openObjectStore("memory:");
+    expect(store.capabilities.persistent).toBe(false);
+    expect(store.uri).toBe("memory:memory");
+    await store.close();
+    expect((await openObjectStore("memory:tests")).uri).toBe("memory:tests");
+  });
+
+  it("refuses rados:, unknown schemes and an empty file path with EINVALID", async () => {
+    await expectCode("rados:volumes", "EINVALID", /rados backend is not available yet/);
+    await expectCode("s3:bucket", "EINVALID", /unknown store scheme "s3:".*file:, memory:, rados:/);
+    await expectCode("file:", "EINVALID", /needs a directory/);
+  });
+});

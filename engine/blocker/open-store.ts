@@ -1,0 +1,65 @@
+/**
+ * Store URIs → object stores: the one place that knows which backends exist.
+ *
+ *   file:PATH      a local directory (PATH relative to the working directory, or absolute)
+ *   file:///PATH   the same, as a file URL
+ *   PATH           a bare path (anything not starting with `scheme:`) means file:PATH
+ *   memory:[LABEL] an in-process store, for tests: nothing survives the process
+ *   rados:POOL     Ceph RADOS (not available yet)
+ */
+import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { EngineError } from "../errors.ts";
+import { FileObjectStore } from "./file.ts";
+import { MemoryObjectStore } from "./memory.ts";
+import type { ObjectStore } from "./object-store.ts";
+
+export const storeSchemes = ["file", "memory", "rados"] as const;
+
+export interface OpenObjectStoreOptions {
+  /**
+   * Create the store's directory if it is absent (`store init`). Without it a missing
+   * directory is ENO_STORE, so a mistyped `--store` creates nothing.
+   */
+  create?: boolean;
+}
+
+/** A URI scheme: a letter, then letters, digits, `+`, `.` or `-`, then `:` (RFC 3986 §3.1). */
+const schemePattern = /^([A-Za-z][A-Za-z0-9+.-]*):/;
+
+export async function openObjectStore(uri: string, options: OpenObjectStoreOptions = {}): Promise<ObjectStore> {
+  const match = schemePattern.exec(uri);
+  if (match === null) return openFileStore(uri, options);
+  const scheme = (match[1] as string).toLowerCase();
+  const rest = uri.slice(match[0].length);
+  switch (scheme) {
+    case "file":
+      return openFileStore(rest.startsWith("//") ? fileUrlPath(uri) : rest, options);
+    case "memory":
+      return new MemoryObjectStore(rest === "" ? "memory" : rest);
+    case "rados":
+      throw new EngineError("EINVALID", `the rados backend is not available yet (store ${uri}); use file:PATH for now`);
+    default:
+      throw new EngineError("EINVALID", `unknown store scheme ${JSON.stringify(`${scheme}:`)} in ${uri}: use ${storeSchemes.map((s) => `${s}:`).join(", ")} or a path`);
+  }
+}
+
+async function openFileStore(path: string, options: OpenObjectStoreOptions): Promise<ObjectStore> {
+  if (path === "") throw new EngineError("EINVALID", "a file store needs a directory: file:PATH");
+  const dir = resolve(path);
+  if (options.create !== true) {
+    const found = await stat(dir).catch(() => undefined);
+    if (found === undefined) throw new EngineError("ENO_STORE", `no store at file:${dir}: run \`okeanos store init\` first`);
+    if (!found.isDirectory()) throw new EngineError("EINVALID", `store path ${dir} is not a directory`);
+  }
+  return FileObjectStore.open(dir);
+}
+
+function fileUrlPath(uri: string): string {
+  try {
+    return fileURLToPath(uri);
+  } catch (error) {
+    throw new EngineError("EINVALID", `invalid file URL ${uri}: ${(error as Error).message}`);
+  }
+}

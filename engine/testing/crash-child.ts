@@ -1,0 +1,30 @@
+/**
+ * The victim of the crash test: performs the crash-ops stream on volume `v` of a file
+ * store until it is killed. Protocol on stdout (synchronous for pipes on Linux, so a
+ * line is out before the next operation starts):
+ *   `start N` before operation N, `done N` after it completes (for a flush or snapshot,
+ *   after it is durable).
+ * Usage: node crash-child.ts DIR SEED
+ */
+import { writeSync } from "node:fs";
+import { FileObjectStore } from "../blocker/file.ts";
+import { Engine } from "../engine.ts";
+import { crashOps } from "./crash-ops.ts";
+
+const [dir, seedText] = process.argv.slice(2);
+if (dir === undefined || seedText === undefined) throw new Error("usage: crash-child.ts DIR SEED");
+const seed = Number(seedText);
+const engine = await Engine.open(await FileObjectStore.open(dir));
+const volume = await engine.openVolume("v", { owner: "crash-child" });
+const say = (line: string) => writeSync(1, `${line}\n`);
+say("ready");
+const ops = crashOps(seed);
+for (let n = 1; ; n++) {
+  const op = ops.next().value;
+  say(`start ${n}`);
+  if (op.kind === "write") await volume.write(op.offsetBytes, op.data);
+  else if (op.kind === "zero") await volume.writeZeroes(op.offsetBytes, op.lengthBytes);
+  else if (op.kind === "flush") await volume.flush();
+  else await volume.snapshot(op.name);
+  say(`done ${n}`);
+}
