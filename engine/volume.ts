@@ -70,12 +70,6 @@ export class Volume {
   readonly #renewTimer: NodeJS.Timeout | undefined;
   /** Indices whose in-memory entry differs from the stored one. */
   readonly #dirty = new Set<number>();
-  /**
-   * Indices whose entry stopped naming this epoch's private block since the last flush
-   * (trimmed, zeroed, imported). The stored map may still name that object, so it must
-   * not be rewritten under the same name until a flush has recorded the change.
-   */
-  readonly #leftPrivate = new Set<number>();
   /** Tail of the per-block chains that serialise entry changes. */
   readonly #blockChains = new Map<number, Promise<void>>();
   #flushChain: Promise<void> = Promise.resolve();
@@ -226,7 +220,6 @@ export class Volume {
     try {
       const stored = await putBlock(this.#maps.objects, this.#maps.header.hashAlgorithm, data);
       await this.#withBlock(index, async () => {
-        if (this.#isWritable(index)) this.#leftPrivate.add(index);
         if (stored.zero) this.#entries.setZero(index);
         else this.#entries.setContent(index, stored.hash);
         this.#dirty.add(index);
@@ -342,15 +335,14 @@ export class Volume {
         await objects.write(target, piece.offsetInBlockBytes, data);
         return;
       }
-      if (this.#leftPrivate.has(piece.index)) {
-        // Rare (trim, then rewrite before a flush): record the change before reusing the name.
-        await this.#flushChained();
-      }
       const source = this.#entries.objectName(piece.index);
       const wholeBlock = piece.offsetInBlockBytes === 0 && piece.lengthBytes === this.#blockBytes(piece.index);
       if (source === undefined || wholeBlock) {
         // writeFull replaces: a stale object of this name (left by a crash before a
         // flush, or by a trim) must not show through the new block's unwritten bytes.
+        // The stored map may still name this object (trim or import, then this write,
+        // all since the last flush); rewriting it is still safe: after a crash the
+        // block then reads as if those unflushed requests had all completed.
         await objects.writeFull(target, data, piece.offsetInBlockBytes);
       } else {
         await objects.copy(source, target);
@@ -367,7 +359,6 @@ export class Volume {
       await this.#withBlock(piece.index, async () => {
         if (this.#entries.isZero(piece.index)) return;
         // The old object is left for gc: a durable map may still name it until the next flush.
-        if (this.#isWritable(piece.index)) this.#leftPrivate.add(piece.index);
         this.#entries.setZero(piece.index);
         this.#dirty.add(piece.index);
       });
@@ -422,7 +413,6 @@ export class Volume {
       await objects.barrier();
       for (const [first, n] of runs(dirty)) await this.#maps.writeEntries(this.#header.mapId, this.#entries, first, n);
       await objects.barrier();
-      for (const index of dirty) this.#leftPrivate.delete(index);
     } catch (error) {
       for (const index of dirty) this.#dirty.add(index);
       throw error;
