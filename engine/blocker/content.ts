@@ -42,7 +42,8 @@ const zeroChunk = Buffer.alloc(zeroScanChunkBytes);
 const strippedScanStepsBytes = [zeroScanChunkBytes, 1024, 32] as const;
 
 export function hashBytes(algorithm: HashAlgorithm, data: Uint8Array): Buffer {
-  if (algorithm === "blake3") return blake3(data);
+  // A Buffer view shares the memory: no copy (the binding's types accept only Buffer).
+  if (algorithm === "blake3") return blake3(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   return createHash("sha256").update(data).digest();
 }
 

@@ -1,0 +1,211 @@
+/**
+ * `okeanos volume …`: create, list, inspect, resize, snapshot, clone, hash, diff, delete.
+ * Import and export (the commands that move bytes) are in transfer.ts.
+ */
+import type { Command } from "commander";
+import type { DirectoryEntry, MapHeader } from "../../engine/mapper/headers.ts";
+import { examples, report, sizeArgument, withEngine, type GlobalOptions } from "../context.ts";
+import { fieldTable, progressBar, table, type Report } from "../output.ts";
+import { formatBytes } from "../units.ts";
+import { registerTransferCommands } from "./transfer.ts";
+
+export function registerVolumeCommands(program: Command): void {
+  const volume = program.command("volume").description("volumes, snapshots and clones");
+
+  volume
+    .command("create <name>")
+    .description("create an empty (all-zero) volume; nothing is stored until it is written")
+    .requiredOption("--size <size>", "size in bytes or with K, M, G, T (powers of 1024)", sizeArgument)
+    .addHelpText("after", examples("okeanos volume create vm1 --size 10G"))
+    .action((name: string, options: { size: number }, command: Command) =>
+      report(command, (global) => withEngine(global, async (engine) => created(await engine.createVolume(name, options.size)))),
+    );
+
+  volume
+    .command("list")
+    .description("every volume, snapshot and image in the store")
+    .addHelpText("after", examples("okeanos volume list", "okeanos volume list --json | jq -r '.[].name'"))
+    .action((_options: unknown, command: Command) => report(command, list));
+
+  volume
+    .command("info <name>")
+    .description("size, blocks by kind, lineage, content hash and lock holder of a volume or snapshot")
+    .addHelpText("after", examples("okeanos volume info vm1"))
+    .action((name: string, _options: unknown, command: Command) => report(command, (global) => info(global, name)));
+
+  volume
+    .command("resize <name>")
+    .description("grow a volume (shrinking is refused: it would drop data)")
+    .requiredOption("--size <size>", "new size, at least the current one", sizeArgument)
+    .addHelpText("after", examples("okeanos volume resize vm1 --size 20G"))
+    .action((name: string, options: { size: number }, command: Command) => report(command, (global) => resize(global, name, options.size)));
+
+  volume
+    .command("snapshot <volume> <snapshot>")
+    .description("freeze the volume's current content as a read-only snapshot (no data is copied)")
+    .addHelpText("after", examples("okeanos volume snapshot vm1 vm1-monday"))
+    .action((name: string, snapshot: string, _options: unknown, command: Command) =>
+      report(command, (global) =>
+        withEngine(global, async (engine) => {
+          const header = await engine.snapshot(name, snapshot);
+          return { text: `Snapshot ${snapshot} of ${name} taken (${formatBytes(header.sizeBytes)}; no data copied)`, json: header };
+        }),
+      ),
+    );
+
+  volume
+    .command("clone <snapshot> <name>")
+    .description("a new writable volume sharing every block of a snapshot or image (no data is copied)")
+    .option("--size <size>", "size of the clone, at least the snapshot's (default: the snapshot's)", sizeArgument)
+    .addHelpText("after", examples("okeanos volume clone vm1-monday vm2", "okeanos volume clone debian-12 vm3 --size 20G"))
+    .action((snapshot: string, name: string, options: { size?: number }, command: Command) =>
+      report(command, (global) =>
+        withEngine(global, async (engine) => {
+          const header = await engine.clone(snapshot, name, options.size === undefined ? {} : { sizeBytes: options.size });
+          return { text: `Cloned ${snapshot} into ${name} (${formatBytes(header.sizeBytes)}; no data copied)`, json: header };
+        }),
+      ),
+    );
+
+  volume
+    .command("hash <snapshot>")
+    .description("publish a snapshot: store its blocks content-addressed (deduplicated) and compute its object hash")
+    .addHelpText("after", examples("okeanos volume hash vm1-monday"))
+    .action((name: string, _options: unknown, command: Command) => report(command, (global) => hash(global, name)));
+
+  volume
+    .command("diff <a> <b>")
+    .description("byte ranges that differ between two maps, from the maps alone (no data is read)")
+    .addHelpText("after", examples("okeanos volume diff vm1-monday vm1-tuesday", "okeanos volume diff vm1-monday vm1 --json"))
+    .action((a: string, b: string, _options: unknown, command: Command) => report(command, (global) => diff(global, a, b)));
+
+  volume
+    .command("delete <name>")
+    .description("remove a volume, snapshot or image; `okeanos gc` frees the blocks no other map uses")
+    .addHelpText("after", examples("okeanos volume delete vm2 && okeanos gc --grace 0"))
+    .action((name: string, _options: unknown, command: Command) =>
+      report(command, (global) =>
+        withEngine(global, async (engine) => {
+          await engine.delete(name);
+          return { text: `Deleted ${name}; \`okeanos gc\` frees blocks no other map uses`, json: { name, deleted: true } };
+        }),
+      ),
+    );
+
+  registerTransferCommands(volume);
+}
+
+function created(header: MapHeader): Report {
+  const blocks = Math.ceil(header.sizeBytes / header.blockSizeBytes);
+  return {
+    text: `Created volume ${header.name} (${formatBytes(header.sizeBytes)}, ${blocks} blocks of ${formatBytes(header.blockSizeBytes)})`,
+    json: header,
+  };
+}
+
+async function list(global: GlobalOptions): Promise<Report> {
+  const headers = await withEngine(global, async (engine) => {
+    const named = await engine.list();
+    return Promise.all(named.map((entry) => engine.maps.loadHeader(entry.mapId)));
+  });
+  if (headers.length === 0) return { text: "No volumes yet: `okeanos volume create NAME --size 10G` makes one", json: [] };
+  const names = new Map(headers.map((header) => [header.mapId, header.name]));
+  const rows = headers.map((header) => [
+    header.name,
+    header.kind,
+    formatBytes(header.sizeBytes),
+    parentLabel(header, names),
+    header.contentHash === null ? "-" : "yes",
+    formatTime(header.createdAtMs),
+  ]);
+  return { text: table(["NAME", "KIND", "SIZE", "PARENT", "HASHED", "CREATED"], rows), json: headers };
+}
+
+async function info(global: GlobalOptions, name: string): Promise<Report> {
+  const { mapInfo, named } = await withEngine(global, async (engine) => ({ mapInfo: await engine.info(name), named: await engine.list() }));
+  const { header, lockHolder } = mapInfo;
+  const parentName = named.find((entry: DirectoryEntry) => entry.mapId === header.parentMapId)?.name ?? null;
+  const rows: Array<[string, string | number]> = [
+    ["name", header.name],
+    ["kind", `${header.kind}${header.frozen ? " (frozen, read-only)" : ""}`],
+    ["size", `${formatBytes(header.sizeBytes)} (${header.sizeBytes} bytes)`],
+    ["block size", formatBytes(header.blockSizeBytes)],
+    ["blocks", mapInfo.blocks],
+    ["zero blocks", mapInfo.zeroBlocks],
+    ["content blocks", `${mapInfo.contentBlocks} (content-addressed, shareable)`],
+    ["private blocks", mapInfo.privateBlocks],
+    ["parent", header.parentMapId === null ? "-" : (parentName ?? `${header.parentMapId} (deleted)`)],
+    ["created", formatTime(header.createdAtMs)],
+    ["content hash", header.contentHash ?? (header.frozen ? "- (not hashed yet: okeanos volume hash)" : "-")],
+    ["epoch", header.epoch],
+    ["map id", header.mapId],
+    ["volume id", header.volumeId],
+    ["locked by", lockHolder === undefined ? "-" : `${lockHolder.owner} (pid ${lockHolder.pid} on ${lockHolder.host})`],
+  ];
+  return { text: fieldTable(rows), json: { ...mapInfo, parentName } };
+}
+
+async function resize(global: GlobalOptions, name: string, sizeBytes: number): Promise<Report> {
+  return withEngine(global, async (engine) => {
+    const before = await engine.maps.loadHeader((await engine.maps.lookup(name)).mapId);
+    await engine.resize(name, sizeBytes);
+    const text =
+      before.sizeBytes === sizeBytes
+        ? `${name} is already ${formatBytes(sizeBytes)}`
+        : `Resized ${name} from ${formatBytes(before.sizeBytes)} to ${formatBytes(sizeBytes)}`;
+    return { text, json: { name, previousSizeBytes: before.sizeBytes, sizeBytes } };
+  });
+}
+
+async function hash(global: GlobalOptions, name: string): Promise<Report> {
+  return withEngine(global, async (engine) => {
+    let doneAtStart: number | undefined;
+    let progress: ReturnType<typeof progressBar> | undefined;
+    try {
+      const result = await engine.hash(name, (step) => {
+        if (doneAtStart === undefined) {
+          doneAtStart = step.doneBlocks;
+          progress = progressBar(`hashing ${name}`, step.totalBlocks, "blocks");
+        }
+        progress?.update(step.doneBlocks);
+      });
+      const hashedNow = result.totalBlocks - (doneAtStart ?? result.doneBlocks);
+      const rows: Array<[string, string | number]> = [
+        ["blocks", result.totalBlocks],
+        ["hashed now", hashedNow],
+        ["newly stored", result.storedBlocks],
+        ["deduplicated", hashedNow - result.storedBlocks],
+        ["content hash", result.header.contentHash ?? "-"],
+      ];
+      return { text: `Hashed ${name}\n${fieldTable(rows)}`, json: { ...result, hashedBlocks: hashedNow } };
+    } finally {
+      progress?.stop();
+    }
+  });
+}
+
+async function diff(global: GlobalOptions, a: string, b: string): Promise<Report> {
+  const result = await withEngine(global, (engine) => engine.diff(a, b));
+  const changedBytes = result.ranges.reduce((sum, range) => sum + range.lengthBytes, 0);
+  if (result.ranges.length === 0) return { text: `${a} and ${b} have the same blocks (0 of ${result.totalBlocks} differ)`, json: result };
+  const summary =
+    `${result.changedBlocks} of ${result.totalBlocks} blocks differ (${formatBytes(changedBytes)}) ` +
+    `in ${result.ranges.length} range${result.ranges.length === 1 ? "" : "s"}`;
+  const rows = result.ranges.map((range) => [range.offsetBytes, range.lengthBytes, formatBytes(range.offsetBytes), formatBytes(range.lengthBytes)]);
+  return { text: `${summary}\n${table(["OFFSET", "LENGTH", "AT", "SIZE"], rows)}`, json: result };
+}
+
+function parentLabel(header: MapHeader, names: ReadonlyMap<string, string>): string {
+  if (header.parentMapId === null) return "-";
+  return names.get(header.parentMapId) ?? "(deleted)";
+}
+
+/** Local time, to the second: `2025-01-31 14:05:09`. */
+export function formatTime(ms: number): string {
+  const date = new Date(ms);
+  const pad = (value: number): string => String(value).padStart(2, "0");
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
+  );
+}
