@@ -8,5 +8,9 @@ import { enableCompileCache } from "node:module";
 // Node's on-disk compile cache also keeps the type-stripped sources: a command starts in
 // ~0.2 s instead of ~0.6 s. So the modules are imported only after it is enabled.
 enableCompileCache();
+// libuv runs 4 file-system calls at once by default; a barrier fdatasyncs many block files
+// and an NBD server keeps many reads in flight, so give it 16 (read when the pool first
+// starts, which is after this line: nothing above touched it).
+process.env["UV_THREADPOOL_SIZE"] ??= "16";
 const { main } = await import("./main.ts");
 process.exitCode = await main(process.argv.slice(2));

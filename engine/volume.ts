@@ -52,6 +52,12 @@ export interface Extent {
   allocated: boolean;
 }
 
+/**
+ * Copy-up needs no atomic replacement: until a flush records it, no durable entry names the
+ * new private object (or, after a trim or import, a legal crash state results either way).
+ */
+const privateReplace = { atomic: false } as const;
+
 interface Piece {
   index: number;
   offsetInBlockBytes: number;
@@ -317,8 +323,7 @@ export class Volume {
       target.fill(0);
       return;
     }
-    const data = await this.#maps.objects.read(object, piece.offsetInBlockBytes, piece.lengthBytes);
-    data.copy(target);
+    await this.#maps.objects.readInto(object, piece.offsetInBlockBytes, target);
   }
 
   async #writePiece(piece: Piece, data: Uint8Array): Promise<void> {
@@ -341,9 +346,9 @@ export class Volume {
         // The stored map may still name this object (trim or import, then this write,
         // all since the last flush); rewriting it is still safe: after a crash the
         // block then reads as if those unflushed requests had all completed.
-        await objects.writeFull(target, data, piece.offsetInBlockBytes);
+        await objects.writeFull(target, data, piece.offsetInBlockBytes, privateReplace);
       } else {
-        await objects.copy(source, target);
+        await objects.copy(source, target, privateReplace);
         await objects.write(target, piece.offsetInBlockBytes, data);
       }
       this.#entries.setPrivate(piece.index, this.#volumeIdBytes, this.#header.epoch);

@@ -23,9 +23,8 @@ export const importParallelBlocks = 4;
 
 /**
  * Bytes read from the volume per request when exporting: 16 MiB is 4 default blocks, which
- * Volume.read fetches in parallel (larger blocks are read one at a time). Volume.read runs
- * one object read per block at once, so small blocks are capped at 64 per request: that
- * keeps the file descriptors in use far below the usual limit of 1024.
+ * Volume.read fetches in parallel (larger blocks are read one at a time); with small
+ * blocks, 64 blocks per request keep each request's buffer small.
  */
 const exportChunkBytes = 16 * 1024 * 1024;
 const exportChunkBlocksMax = 64;

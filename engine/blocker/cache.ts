@@ -72,13 +72,14 @@ export class CachedObjectStore extends ObjectStoreBase {
     return { hits: this.#hits, misses: this.#misses, cachedBytes: this.#objects.calculatedSize, cachedObjects: this.#objects.size };
   }
 
-  protected async _read(name: string, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    if (!isCacheable(name)) return this.next.read(name, offsetBytes, lengthBytes);
+  protected async _readInto(name: string, offsetBytes: number, target: Buffer): Promise<void> {
+    if (!isCacheable(name)) return this.next.readInto(name, offsetBytes, target);
     const cached = this.#objects.get(name);
     if (cached !== undefined) this.#hits++;
     else this.#misses++;
     const whole = cached ?? (await this.#fetch(name));
-    return sliceZeroPadded(whole, offsetBytes, lengthBytes);
+    const copiedBytes = offsetBytes < whole.length ? whole.copy(target, 0, offsetBytes, Math.min(whole.length, offsetBytes + target.length)) : 0;
+    target.fill(0, copiedBytes);
   }
 
   async #fetch(name: string): Promise<Buffer> {
@@ -105,8 +106,8 @@ export class CachedObjectStore extends ObjectStoreBase {
     await this.#mutate(name, () => this.next.write(name, offsetBytes, data));
   }
 
-  protected async _writeFull(name: string, data: Uint8Array, offsetBytes: number): Promise<void> {
-    await this.#mutate(name, () => this.next.writeFull(name, data, offsetBytes));
+  protected async _writeFull(name: string, data: Uint8Array, offsetBytes: number, atomic: boolean): Promise<void> {
+    await this.#mutate(name, () => this.next.writeFull(name, data, offsetBytes, { atomic }));
   }
 
   protected async _createExclusive(name: string, data: Uint8Array): Promise<boolean> {
@@ -115,8 +116,8 @@ export class CachedObjectStore extends ObjectStoreBase {
     return created;
   }
 
-  protected async _copy(source: string, target: string): Promise<void> {
-    await this.#mutate(target, () => this.next.copy(source, target));
+  protected async _copy(source: string, target: string, atomic: boolean): Promise<void> {
+    await this.#mutate(target, () => this.next.copy(source, target, { atomic }));
   }
 
   protected async _stat(name: string): Promise<ObjectStat | undefined> {
@@ -166,11 +167,4 @@ export class CachedObjectStore extends ObjectStoreBase {
     this.#objects.clear();
     await this.next.close();
   }
-}
-
-/** `[offsetBytes, offsetBytes + lengthBytes)` of `whole` as a fresh buffer, zeros past its end. */
-function sliceZeroPadded(whole: Buffer, offsetBytes: number, lengthBytes: number): Buffer {
-  const out = Buffer.alloc(lengthBytes);
-  if (offsetBytes < whole.length) whole.copy(out, 0, offsetBytes, Math.min(whole.length, offsetBytes + lengthBytes));
-  return out;
 }

@@ -124,6 +124,18 @@ export function describeObjectStoreConformance(label: string, makeStore: () => P
         expect(await store.read("m.a", 0, 5)).toEqual(zeros(5));
       });
 
+      it("a non-atomic replacement has the same result, and later writes land in it", async () => {
+        await store.write("p.a", 0, Buffer.alloc(16, 0xff));
+        await store.writeFull("p.a", bytes("zz"), 6, { atomic: false });
+        expect(await store.read("p.a", 0, 10)).toEqual(Buffer.concat([zeros(6), bytes("zz"), zeros(2)]));
+        expect((await store.stat("p.a"))?.sizeBytes).toBe(8);
+        await store.write("p.a", 0, bytes("E"));
+        expect(await store.read("p.a", 0, 8)).toEqual(Buffer.concat([bytes("E"), zeros(5), bytes("zz")]));
+        await store.barrier();
+        await store.writeFull("p.fresh", bytes("new"), 0, { atomic: false });
+        expect(await store.read("p.fresh", 0, 3)).toEqual(bytes("new"));
+      });
+
       it("later in-place writes land in the replacement", async () => {
         await store.write("p.a", 0, bytes("old!"));
         await store.writeFull("p.a", bytes("new!"));
@@ -160,6 +172,17 @@ export function describeObjectStoreConformance(label: string, makeStore: () => P
         await store.copy("m.source", "m.target");
         expect((await store.stat("m.target"))?.sizeBytes).toBe(3);
         expect(await store.read("m.target", 0, 5)).toEqual(Buffer.concat([bytes("src"), zeros(2)]));
+      });
+
+      it("a non-atomic copy replaces the target too, and later writes land in it", async () => {
+        await store.write("p.source", 0, bytes("src"));
+        await store.write("p.target", 0, bytes("a longer target"));
+        await store.copy("p.source", "p.target", { atomic: false });
+        expect((await store.stat("p.target"))?.sizeBytes).toBe(3);
+        await store.write("p.target", 1, bytes("R"));
+        expect(await store.read("p.target", 0, 5)).toEqual(Buffer.concat([bytes("sRc"), zeros(2)]));
+        expect(await store.read("p.source", 0, 3)).toEqual(bytes("src"));
+        await expectCode(store.copy("p.missing", "p.target", { atomic: false }), "ENOT_FOUND");
       });
 
       it("the copy is independent of the source", async () => {
@@ -385,9 +408,9 @@ const modelObjectKinds = ["p", "m"] as const;
 
 type Operation =
   | { kind: "write"; object: number; offsetBytes: number; data: Uint8Array }
-  | { kind: "copy"; object: number }
-  | { kind: "writeFull"; object: number; offsetBytes: number; data: Uint8Array }
-  | { kind: "read"; object: number; offsetBytes: number; lengthBytes: number }
+  | { kind: "copy"; object: number; atomic: boolean }
+  | { kind: "writeFull"; object: number; offsetBytes: number; data: Uint8Array; atomic: boolean }
+  | { kind: "read"; object: number; offsetBytes: number; lengthBytes: number; into: boolean }
   | { kind: "remove"; object: number };
 
 const objectIndex = fc.integer({ min: 0, max: 1 });
@@ -396,10 +419,10 @@ const payload = fc.uint8Array({ minLength: 0, maxLength: modelObjectBytesMax / 4
 
 const operationArbitrary: fc.Arbitrary<Operation> = fc.oneof(
   fc.record({ kind: fc.constant("write" as const), object: objectIndex, offsetBytes: offset, data: payload }),
-  fc.record({ kind: fc.constant("writeFull" as const), object: objectIndex, offsetBytes: offset, data: payload }),
-  fc.record({ kind: fc.constant("read" as const), object: objectIndex, offsetBytes: offset, lengthBytes: fc.integer({ min: 0, max: modelObjectBytesMax }) }),
+  fc.record({ kind: fc.constant("writeFull" as const), object: objectIndex, offsetBytes: offset, data: payload, atomic: fc.boolean() }),
+  fc.record({ kind: fc.constant("read" as const), object: objectIndex, offsetBytes: offset, lengthBytes: fc.integer({ min: 0, max: modelObjectBytesMax }), into: fc.boolean() }),
   fc.record({ kind: fc.constant("remove" as const), object: objectIndex }),
-  fc.record({ kind: fc.constant("copy" as const), object: objectIndex }),
+  fc.record({ kind: fc.constant("copy" as const), object: objectIndex, atomic: fc.boolean() }),
 );
 
 async function applyOperation(store: ObjectStore, model: Map<string, Buffer>, names: readonly string[], operation: Operation): Promise<void> {
@@ -416,7 +439,7 @@ async function applyOperation(store: ObjectStore, model: Map<string, Buffer>, na
       return;
     }
     case "writeFull": {
-      await store.writeFull(name, operation.data, operation.offsetBytes);
+      await store.writeFull(name, operation.data, operation.offsetBytes, { atomic: operation.atomic });
       const next = Buffer.alloc(operation.offsetBytes + operation.data.length);
       next.set(operation.data, operation.offsetBytes);
       model.set(name, next);
@@ -429,7 +452,15 @@ async function applyOperation(store: ObjectStore, model: Map<string, Buffer>, na
       }
       const expected = Buffer.alloc(operation.lengthBytes);
       current.copy(expected, 0, Math.min(operation.offsetBytes, current.length), Math.min(current.length, operation.offsetBytes + operation.lengthBytes));
-      expect(await store.read(name, operation.offsetBytes, operation.lengthBytes)).toEqual(expected);
+      if (operation.into) {
+        // Into a dirty view of a larger buffer: every byte of the view is overwritten.
+        const backing = Buffer.alloc(operation.lengthBytes + 2, 0xee);
+        await store.readInto(name, operation.offsetBytes, backing.subarray(1, 1 + operation.lengthBytes));
+        expect(backing.subarray(1, 1 + operation.lengthBytes)).toEqual(expected);
+        expect([backing[0], backing[backing.length - 1]]).toEqual([0xee, 0xee]);
+      } else {
+        expect(await store.read(name, operation.offsetBytes, operation.lengthBytes)).toEqual(expected);
+      }
       expect((await store.stat(name))?.sizeBytes).toBe(current.length);
       return;
     }
@@ -440,7 +471,7 @@ async function applyOperation(store: ObjectStore, model: Map<string, Buffer>, na
         await expectCode(store.copy(name, target), "ENOT_FOUND");
         return;
       }
-      await store.copy(name, target);
+      await store.copy(name, target, { atomic: operation.atomic });
       model.set(target, Buffer.from(current));
       return;
     }

@@ -143,9 +143,10 @@ describeObjectStoreConformance("cache over memory", async () => ({
 class CountingStore extends MemoryObjectStore {
   reads = 0;
 
-  override async read(name: string, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+  // Every read, whole or into a buffer, comes through readInto.
+  override async readInto(name: string, offsetBytes: number, target: Buffer): Promise<void> {
     this.reads++;
-    return super.read(name, offsetBytes, lengthBytes);
+    return super.readInto(name, offsetBytes, target);
   }
 }
 

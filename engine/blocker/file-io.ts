@@ -8,17 +8,16 @@ import { constants } from "node:fs";
 import { copyFile, open, readdir, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 
-/** Reads `[offsetBytes, offsetBytes + lengthBytes)`; bytes past the end of the file read as zeros. */
-export async function readAt(handle: FileHandle, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(lengthBytes);
+/** Fills `target` from `offsetBytes`; bytes past the end of the file read as zeros. */
+export async function readAt(handle: FileHandle, offsetBytes: number, target: Buffer): Promise<void> {
+  const lengthBytes = target.length;
   let doneBytes = 0;
   while (doneBytes < lengthBytes) {
-    const { bytesRead } = await handle.read(out, doneBytes, lengthBytes - doneBytes, offsetBytes + doneBytes);
+    const { bytesRead } = await handle.read(target, doneBytes, lengthBytes - doneBytes, offsetBytes + doneBytes);
     if (bytesRead === 0) break; // end of file
     doneBytes += bytesRead;
   }
-  out.fill(0, doneBytes);
-  return out;
+  target.fill(0, doneBytes);
 }
 
 export async function writeAt(handle: FileHandle, data: Uint8Array, offsetBytes: number): Promise<void> {

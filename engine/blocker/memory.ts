@@ -27,12 +27,11 @@ export class MemoryObjectStore extends ObjectStoreBase {
     return this.#objects.size;
   }
 
-  protected async _read(name: string, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+  protected async _readInto(name: string, offsetBytes: number, target: Buffer): Promise<void> {
     const object = this.#objects.get(name);
     if (object === undefined) throw new EngineError("ENOT_FOUND", `object ${name} does not exist`);
-    const out = Buffer.alloc(lengthBytes);
-    if (offsetBytes < object.data.length) object.data.copy(out, 0, offsetBytes, Math.min(object.data.length, offsetBytes + lengthBytes));
-    return out;
+    const copiedBytes = offsetBytes < object.data.length ? object.data.copy(target, 0, offsetBytes, Math.min(object.data.length, offsetBytes + target.length)) : 0;
+    target.fill(0, copiedBytes);
   }
 
   protected async _write(name: string, offsetBytes: number, data: Uint8Array): Promise<void> {
@@ -48,7 +47,7 @@ export class MemoryObjectStore extends ObjectStoreBase {
     this.#objects.set(name, object);
   }
 
-  protected async _writeFull(name: string, data: Uint8Array, offsetBytes: number): Promise<void> {
+  protected async _writeFull(name: string, data: Uint8Array, offsetBytes: number, _atomic: boolean): Promise<void> {
     const content = Buffer.alloc(offsetBytes + data.length);
     content.set(data, offsetBytes);
     this.#objects.set(name, { data: content, mtimeMs: Date.now() });
@@ -60,7 +59,7 @@ export class MemoryObjectStore extends ObjectStoreBase {
     return true;
   }
 
-  protected async _copy(source: string, target: string): Promise<void> {
+  protected async _copy(source: string, target: string, _atomic: boolean): Promise<void> {
     const object = this.#objects.get(source);
     if (object === undefined) throw new EngineError("ENOT_FOUND", `object ${source} does not exist`);
     this.#objects.set(target, { data: Buffer.from(object.data), mtimeMs: Date.now() });

@@ -7,15 +7,16 @@
  * Semantics every backend must honour (checked by conformance.ts on each one):
  * - read past the end of an object returns zeros; reading a missing object is ENOT_FOUND.
  * - write creates the object if absent and extends it with zeros as needed.
+ * - readInto fills the caller's buffer (no allocation per request on the I/O path).
  * - writeFull replaces the whole object: afterwards it reads as `offsetBytes` zeros
- *   followed by `data` (nothing of the old content survives).
+ *   followed by `data` (nothing of the old content survives). By default the replacement
+ *   is atomic and durable before it is visible (see ReplaceOptions).
  * - createExclusive writes only if the name is free and says whether it did.
  * - copy replaces `target` with the content of `source`.
  * - barrier makes every write acknowledged before it durable (fdatasync / RADOS ack).
  * - lock is exclusive between processes, names its holder when refused, and is
  *   released when the holder dies (file: flock; rados: lease expiry).
  */
-import assert from "node:assert/strict";
 import { EngineError } from "../errors.ts";
 
 export interface ObjectStat {
@@ -50,15 +51,29 @@ export interface ObjectLock {
   release(): Promise<void>;
 }
 
+/** How writeFull and copy replace an object. */
+export interface ReplaceOptions {
+  /**
+   * true (default): a crash leaves the old object or the new one, never a mix, and the new
+   * one is durable before anyone can see it — for metadata and shared blocks. false: the
+   * caller needs neither, because nothing durable names the object yet (a private block
+   * being copied up): it may be replaced in place and becomes durable at the next barrier,
+   * which saves a device flush per call on the file backend.
+   */
+  atomic?: boolean;
+}
+
 export interface ObjectStore {
   readonly capabilities: StoreCapabilities;
   /** A human-readable location, e.g. `file:/srv/okeanos`. */
   readonly uri: string;
   read(name: string, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  /** Reads `target.length` bytes at `offsetBytes` into `target`. */
+  readInto(name: string, offsetBytes: number, target: Buffer): Promise<void>;
   write(name: string, offsetBytes: number, data: Uint8Array): Promise<void>;
-  writeFull(name: string, data: Uint8Array, offsetBytes?: number): Promise<void>;
+  writeFull(name: string, data: Uint8Array, offsetBytes?: number, options?: ReplaceOptions): Promise<void>;
   createExclusive(name: string, data: Uint8Array): Promise<boolean>;
-  copy(source: string, target: string): Promise<void>;
+  copy(source: string, target: string, options?: ReplaceOptions): Promise<void>;
   stat(name: string): Promise<ObjectStat | undefined>;
   /** Removes the object; says whether it existed. */
   remove(name: string): Promise<boolean>;
@@ -103,12 +118,17 @@ export abstract class ObjectStoreBase implements ObjectStore {
   #closed = false;
 
   async read(name: string, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    assertRange(offsetBytes, lengthBytes);
+    const data = Buffer.allocUnsafe(lengthBytes);
+    await this.readInto(name, offsetBytes, data);
+    return data;
+  }
+
+  async readInto(name: string, offsetBytes: number, target: Buffer): Promise<void> {
     this.#assertOpen();
     assertObjectName(name);
-    assertRange(offsetBytes, lengthBytes);
-    const data = await this._read(name, offsetBytes, lengthBytes);
-    assert.equal(data.length, lengthBytes, "backend returned a short read");
-    return data;
+    assertRange(offsetBytes, target.length);
+    await this._readInto(name, offsetBytes, target);
   }
 
   async write(name: string, offsetBytes: number, data: Uint8Array): Promise<void> {
@@ -118,11 +138,11 @@ export abstract class ObjectStoreBase implements ObjectStore {
     await this._write(name, offsetBytes, data);
   }
 
-  async writeFull(name: string, data: Uint8Array, offsetBytes = 0): Promise<void> {
+  async writeFull(name: string, data: Uint8Array, offsetBytes = 0, options: ReplaceOptions = {}): Promise<void> {
     this.#assertOpen();
     assertObjectName(name);
     assertRange(offsetBytes, data.length);
-    await this._writeFull(name, data, offsetBytes);
+    await this._writeFull(name, data, offsetBytes, options.atomic !== false);
   }
 
   async createExclusive(name: string, data: Uint8Array): Promise<boolean> {
@@ -132,12 +152,12 @@ export abstract class ObjectStoreBase implements ObjectStore {
     return this._createExclusive(name, data);
   }
 
-  async copy(source: string, target: string): Promise<void> {
+  async copy(source: string, target: string, options: ReplaceOptions = {}): Promise<void> {
     this.#assertOpen();
     assertObjectName(source);
     assertObjectName(target);
     if (source === target) throw new EngineError("EINVALID", `copy of ${source} onto itself`);
-    await this._copy(source, target);
+    await this._copy(source, target, options.atomic !== false);
   }
 
   async stat(name: string): Promise<ObjectStat | undefined> {
@@ -186,11 +206,12 @@ export abstract class ObjectStoreBase implements ObjectStore {
     if (this.#closed) throw new EngineError("ECLOSED", `object store ${this.uri} is closed`);
   }
 
-  protected abstract _read(name: string, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  /** Fills all of `target`; bytes past the end of the object are zeros. */
+  protected abstract _readInto(name: string, offsetBytes: number, target: Buffer): Promise<void>;
   protected abstract _write(name: string, offsetBytes: number, data: Uint8Array): Promise<void>;
-  protected abstract _writeFull(name: string, data: Uint8Array, offsetBytes: number): Promise<void>;
+  protected abstract _writeFull(name: string, data: Uint8Array, offsetBytes: number, atomic: boolean): Promise<void>;
   protected abstract _createExclusive(name: string, data: Uint8Array): Promise<boolean>;
-  protected abstract _copy(source: string, target: string): Promise<void>;
+  protected abstract _copy(source: string, target: string, atomic: boolean): Promise<void>;
   protected abstract _stat(name: string): Promise<ObjectStat | undefined>;
   protected abstract _remove(name: string): Promise<boolean>;
   protected abstract _list(prefix: string): AsyncIterable<string>;
