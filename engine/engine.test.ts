@@ -345,7 +345,12 @@ describe("dedup", () => {
     const blocks = 256;
     const distinct = 96;
     const engine = await Engine.init(await FileObjectStore.open(dir));
-    const contents = Array.from({ length: distinct }, () => randomFillSync(Buffer.alloc(blockBytes)));
+    const contents = Array.from({ length: distinct }, () => {
+      const block = randomFillSync(Buffer.alloc(blockBytes));
+      // Stored blocks drop trailing NULs (the Pithos+ rule): a non-zero last byte keeps sizes exact.
+      block[blockBytes - 1] = 0xff;
+      return block;
+    });
     // Block i holds content i % distinct, except every 16th block, which is all zeros.
     const blockAt = (i: number) => (i % 16 === 15 ? undefined : contents[i % distinct]);
     const distinctNonZero = new Set(Array.from({ length: blocks }, (_, i) => blockAt(i)).filter((b) => b !== undefined)).size;

@@ -13,6 +13,21 @@ export const FLAG_FIXED_NEWSTYLE = 1 << 0;
 export const FLAG_NO_ZEROES = 1 << 1;
 export const FLAG_C_FIXED_NEWSTYLE = FLAG_FIXED_NEWSTYLE;
 export const FLAG_C_NO_ZEROES = FLAG_NO_ZEROES;
+/** What we send: fixed newstyle, and no 124 zero bytes after an EXPORT_NAME reply. */
+export const serverHandshakeFlags = FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES;
+/** proto.md "Client flags": a client setting any other bit gets disconnected. */
+export const clientFlagsKnown = FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES;
+
+/** NBDMAGIC, IHAVEOPT, u16 handshake flags. */
+export const serverHandshakeBytes = 18;
+export const clientFlagsBytes = 4;
+/** IHAVEOPT, u32 option, u32 length. */
+export const optionHeaderBytes = 16;
+/** Reply magic, u32 option, u32 reply type, u32 length. */
+export const optionReplyHeaderBytes = 20;
+/** EXPORT_NAME success: u64 size, u16 transmission flags, then 124 zeros unless NO_ZEROES. */
+export const exportNameReplyBytes = 10;
+export const exportNameReplyZeroesBytes = 124;
 
 export const Option = {
   EXPORT_NAME: 1,
@@ -75,6 +90,12 @@ export const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 export const requestHeaderBytes = 28;
 export const simpleReplyHeaderBytes = 16;
 export const structuredReplyHeaderBytes = 20;
+/** Fixed part of a structured chunk's payload, per chunk type. */
+export const offsetDataPrefixBytes = 8; // u64 offset, then the data
+export const offsetHolePayloadBytes = 12; // u64 offset, u32 length
+export const blockStatusPrefixBytes = 4; // u32 context id, then the extents
+export const blockStatusExtentBytes = 8; // u32 length, u32 flags
+export const errorPrefixBytes = 6; // u32 errno, u16 message length, then the message
 
 export const Command = {
   READ: 0,
@@ -109,6 +130,14 @@ export const ReplyType = {
 
 /** base:allocation extent flags. */
 export const AllocationFlag = { HOLE: 1 << 0, ZERO: 1 << 1 } as const;
+/** qemu:dirty-bitmap:NAME extent flags (qemu's docs/interop/nbd.txt): bit 0 = dirty. */
+export const DirtyFlag = { DIRTY: 1 << 0 } as const;
+
+/** Meta context names (proto.md "Metadata querying"; qemu's docs/interop/nbd.txt). */
+export const baseAllocationContext = "base:allocation";
+export const baseNamespace = "base:";
+export const qemuNamespace = "qemu:";
+export const dirtyBitmapContextPrefix = "qemu:dirty-bitmap:";
 
 /** proto.md: error values are the Linux errno numbers. */
 export const Errno = {
@@ -129,3 +158,11 @@ export const requestLengthMaxBytes = 32 * 1024 * 1024;
 export const optionLengthMaxBytes = 64 * 1024;
 /** proto.md: export names and strings are at most 4096 bytes. */
 export const stringLengthMaxBytes = 4096;
+/**
+ * NBD_INFO_BLOCK_SIZE we advertise (proto.md "Block size constraints"): any alignment works
+ * (the volume splits requests at block boundaries itself), 4096 is what a guest file system
+ * writes and avoids read-modify-write of partial pages, and the maximum is the request limit.
+ */
+export const blockSizeMinimumBytes = 1;
+export const blockSizePreferredBytes = 4096;
+export const blockSizeMaximumBytes = requestLengthMaxBytes;
