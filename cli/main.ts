@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from "commander";
 import { storeUriDefault } from "./context.ts";
 import { errorLines, exitCodeOf, exitCodes } from "./output.ts";
 import { registerGcCommand } from "./commands/gc.ts";
+import { registerNbdCommands } from "./commands/nbd.ts";
 import { registerStoreCommands } from "./commands/store.ts";
 import { registerVolumeCommands } from "./commands/volume.ts";
 
@@ -35,6 +36,7 @@ Run \`okeanos <command> --help\` for a command's options and examples.`,
   registerStoreCommands(program);
   registerVolumeCommands(program);
   registerGcCommand(program);
+  registerNbdCommands(program);
   return program;
 }
 

@@ -138,11 +138,20 @@ export class Volume {
 
   // ── I/O ──────────────────────────────────────────────────────────────────
 
-  async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+  /**
+   * Reads `[offset, offset + length)`. With `target` (at least `lengthBytes` long) the bytes
+   * land in its start and that view is returned: callers that reuse buffers (the NBD server's
+   * pool) allocate nothing per request. If the read fails, block reads may still be writing
+   * into `target`: do not reuse it.
+   */
+  async read(offsetBytes: number, lengthBytes: number, target?: Buffer): Promise<Buffer> {
     this.#checkRange(offsetBytes, lengthBytes);
+    if (target !== undefined && target.length < lengthBytes) {
+      throw new EngineError("EINVALID", `read target of ${target.length} bytes is shorter than ${lengthBytes}`);
+    }
     await this.#enter();
     try {
-      const out = Buffer.allocUnsafe(lengthBytes);
+      const out = target === undefined ? Buffer.allocUnsafe(lengthBytes) : target.subarray(0, lengthBytes);
       await eachLimited(this.#pieces(offsetBytes, lengthBytes), (piece) => this.#readPiece(piece, out));
       return out;
     } finally {

@@ -8,7 +8,12 @@ source scripts/lib/deps.sh
 # Debian packages the tests use, and why:
 test_debian_packages=(
   util-linux # flock(1): the file backend's cross-process volume locks (engine/blocker/flock.ts)
-  qemu-utils # qemu-img and qemu-nbd: interoperability tests of the NBD server (engine/nbd, coming)
+  qemu-utils       # qemu-io, qemu-img, qemu-nbd: NBD interoperability tests (engine/nbd/interop.test.ts)
+  libnbd-bin       # nbdinfo, nbdcopy, nbdsh: NBD interoperability tests
+  python3-libnbd   # nbdsh's Python bindings (nbdsh -c scripts)
+  qemu-system-x86  # a real VM booted from a volume over NBD (test/vm)
+  e2fsprogs        # debugfs: read the guest's files out of an exported volume (test/vm)
+  ca-certificates  # apt-get download of the guest kernel and busybox (test/vm/build-guest.sh)
 )
 
 ensure_node

@@ -1,0 +1,117 @@
+/**
+ * `okeanos nbd serve`: serve volumes, snapshots and images to hypervisors and NBD tools
+ * (qemu, nbdkit's and libnbd's clients, the kernel's nbd-client) until SIGINT or SIGTERM,
+ * then shut down gracefully: in-flight requests finish, volumes are flushed and unlocked.
+ */
+import { InvalidArgumentError, type Command } from "commander";
+import type { Engine } from "../../engine/engine.ts";
+import type { Logger } from "../../engine/nbd/logger.ts";
+import { nbdPortDefault, NbdServer } from "../../engine/nbd/server.ts";
+import { examples, globalOptions, withEngine, type GlobalOptions } from "../context.ts";
+import { printReport, UsageError } from "../output.ts";
+
+interface ServeOptions {
+  socket?: string;
+  port?: number;
+  bind: string;
+  readOnly?: boolean;
+  all?: boolean;
+}
+
+export function registerNbdCommands(program: Command): void {
+  const nbd = program.command("nbd").description("serve volumes over the NBD protocol");
+  nbd
+    .command("serve [names...]")
+    .description("serve volumes, snapshots and images over NBD until SIGINT/SIGTERM (snapshots and images are read-only)")
+    .option("--socket <path>", "listen on a unix socket")
+    .option("--port <port>", `listen on a TCP port (default ${nbdPortDefault} when --socket is not given)`, portArgument)
+    .option("--bind <address>", "TCP address to listen on (0.0.0.0 or :: for every interface)", "127.0.0.1")
+    .option("--read-only", "serve everything read-only (volumes are opened without their writer lock)")
+    .option("--all", "serve every volume, snapshot and image in the store, by name")
+    .addHelpText(
+      "after",
+      examples(
+        "okeanos nbd serve vm1 --socket /run/okeanos/vm1.sock",
+        "okeanos nbd serve --all --port 10809 --bind 0.0.0.0",
+        "qemu-system-x86_64 -drive file=nbd+unix:///vm1?socket=/run/okeanos/vm1.sock,format=raw …",
+      ),
+    )
+    .action((names: string[], options: ServeOptions, command: Command) => serve(globalOptions(command), names, options));
+}
+
+function portArgument(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`${text} is not a TCP port`);
+  return port;
+}
+
+async function serve(global: GlobalOptions, names: string[], options: ServeOptions): Promise<void> {
+  if (options.all === true && names.length > 0) throw new UsageError("give export names or --all, not both");
+  if (options.all !== true && names.length === 0) throw new UsageError("name the volumes to serve, or pass --all");
+  const tcp = options.port !== undefined || options.socket === undefined ? { port: options.port ?? nbdPortDefault, host: options.bind } : undefined;
+  await withEngine(global, async (engine) => {
+    await checkExportsExist(engine, names);
+    const server = new NbdServer({
+      engine,
+      exports: options.all === true ? "all" : names,
+      readOnly: options.readOnly === true,
+      ...(tcp === undefined ? {} : { tcp }),
+      ...(options.socket === undefined ? {} : { socketPath: options.socket }),
+      logger: stderrLogger(process.env["OKEANOS_DEBUG"] === "1"),
+    });
+    try {
+      await server.listen();
+    } catch (error) {
+      await server.close();
+      throw listenError(error);
+    }
+    const shown = options.all === true ? "NAME" : (names[0] as string);
+    const uris = server.uris(shown);
+    const text = [
+      `Serving ${options.all === true ? "every volume, snapshot and image" : names.join(", ")} over NBD${options.readOnly === true ? " (read-only)" : ""}`,
+      ...uris.map((uri) => `  ${uri}`),
+      "SIGINT or SIGTERM stops: in-flight requests finish, volumes are flushed.",
+    ].join("\n");
+    printReport({ text, json: { exports: options.all === true ? "all" : names, readOnly: options.readOnly === true, addresses: server.addresses, uris } }, global.json);
+    const signal = await nextSignal();
+    process.stderr.write(`okeanos nbd: ${signal}: shutting down\n`);
+    await server.close();
+  });
+}
+
+/** A misspelled name should fail at start, not at the first client's GO. */
+async function checkExportsExist(engine: Engine, names: readonly string[]): Promise<void> {
+  for (const name of names) await engine.maps.lookup(name);
+}
+
+function listenError(error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL" || code === "ENOENT") {
+    return new UsageError(`cannot listen: ${(error as Error).message}`);
+  }
+  return error;
+}
+
+/** Resolves with the first SIGINT/SIGTERM; a second one exits at once. */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      process.once("SIGINT", () => process.exit(1));
+      process.once("SIGTERM", () => process.exit(1));
+      resolve(signal);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}
+
+/** One line per event on stderr: `okeanos nbd: message key=value …`. */
+function stderrLogger(debug: boolean): Logger {
+  const line = (fields: Record<string, unknown>, message: string) => {
+    const details = Object.entries(fields).map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
+    process.stderr.write(`okeanos nbd: ${[message, ...details].join(" ")}\n`);
+  };
+  return { debug: debug ? line : () => undefined, info: debug ? line : () => undefined, warn: line, error: line };
+}

@@ -1,0 +1,410 @@
+/**
+ * One NBD connection: a named state machine over a socket (libnbd's state_machine.ml habit).
+ *
+ *   AWAIT_CLIENT_FLAGS ──flags ok──► OPTIONS ──GO / EXPORT_NAME──► TRANSMISSION
+ *          │                           │  ▲ option replies              │
+ *          │                           └──┘                             │ DISC, client EOF,
+ *          │ bad flags, bad magic, ABORT, timeout, unknown EXPORT_NAME   │ server shutdown
+ *          ▼                                                            ▼
+ *        CLOSED ◄───────── socket closed, operations settled ◄──── DRAINING
+ *                           lease released (last one flushes)      (no new requests; in-flight
+ *                                                                   replies finish, then close)
+ *
+ * Input that leaves the stream unparseable (bad magic, an oversize option) is a protocol
+ * error: the socket is destroyed. Input that is merely wrong (unknown option, bad request)
+ * gets an error reply and the session goes on.
+ *
+ * In transmission, requests run concurrently and replies go out in completion order. Each
+ * request owns a reply slot from parse until its reply has been handed to the kernel (the
+ * socket write's callback): the slot's header area holds the reply headers, so headers are
+ * never allocated per request and never overwritten while a write still references them.
+ * No free slot, or more than inFlightBytesMax in flight, and we stop parsing and pause the
+ * socket: backpressure reaches the client through TCP, and memory stays bounded even when
+ * a client stops reading its replies.
+ *
+ * The socket is a net.Socket today; STARTTLS will swap in a tls.TLSSocket at an option
+ * boundary through #attach (the parser and the state stay).
+ */
+import assert from "node:assert/strict";
+import type { Socket } from "node:net";
+import type { BufferPool } from "./buffer-pool.ts";
+import { isProtocolError, NbdProtocolError } from "./errors.ts";
+import type { ExportLease, ExportRegistry } from "./exports.ts";
+import { handshakeTimeoutMs, inFlightBytesMax, inFlightMax, keepAliveDelayMs, optionsPerConnectionMax } from "./limits.ts";
+import type { Logger } from "./logger.ts";
+import { handleOption, type Negotiation, type OptionOutcome } from "./options.ts";
+import { ByteQueue, HandshakeParser, RequestParser } from "./parser.ts";
+import { clientFlagsKnown, Command, FLAG_C_FIXED_NEWSTYLE, FLAG_C_NO_ZEROES, serverHandshakeFlags } from "./protocol.ts";
+import { replyHeaderAreaBytes, Transmission } from "./transmission.ts";
+import { encodeServerHandshake, type HandshakeMessage, type Request, type RequestHeader } from "./wire.ts";
+
+export const SessionState = {
+  AWAIT_CLIENT_FLAGS: "AWAIT_CLIENT_FLAGS",
+  OPTIONS: "OPTIONS",
+  TRANSMISSION: "TRANSMISSION",
+  DRAINING: "DRAINING",
+  CLOSED: "CLOSED",
+} as const;
+export type SessionState = (typeof SessionState)[keyof typeof SessionState];
+
+export interface SessionContext {
+  registry: ExportRegistry;
+  pool: BufferPool;
+  logger: Logger;
+  /** Default handshakeTimeoutMs (limits.ts); tests shorten it. */
+  handshakeTimeoutMs?: number;
+}
+
+/** A request's claim on the connection, from parse to reply written (see the header comment). */
+interface ReplySlot {
+  readonly index: number;
+  readonly area: Buffer;
+  /** Bytes of request data this slot holds (payload or read result), counted in #bytesInFlight. */
+  bytes: number;
+  busy: boolean;
+}
+
+let nextSessionId = 1;
+
+export class Session {
+  readonly id = nextSessionId++;
+  /** Resolves once the session is CLOSED: socket gone, operations settled, export released. */
+  readonly closed: Promise<void>;
+  readonly #context: SessionContext;
+  readonly #logger: Logger;
+  #socket: Socket;
+  #state: SessionState = SessionState.AWAIT_CLIENT_FLAGS;
+  readonly #queue = new ByteQueue();
+  readonly #handshake = new HandshakeParser(this.#queue);
+  #requests: RequestParser | undefined;
+  readonly #negotiation: Negotiation = { noZeroes: false, structured: false, meta: undefined };
+  #optionsSeen = 0;
+  #optionBusy = false;
+  #transmission: Transmission | undefined;
+  #lease: ExportLease | undefined;
+  readonly #slots: ReplySlot[];
+  readonly #freeSlots: number[];
+  #bytesInFlight = 0;
+  /** Requests executing against the volume (their replies not yet queued). */
+  #operations = 0;
+  #pumping = false;
+  #paused = false;
+  #inputEnded = false;
+  #socketClosed = false;
+  #ending = false;
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  #resolveClosed!: () => void;
+
+  constructor(socket: Socket, context: SessionContext) {
+    this.#context = context;
+    this.#logger = context.logger;
+    this.#socket = socket;
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    // Slot i's header area is bytes [i × area, (i+1) × area) of one allocation.
+    const areas = Buffer.allocUnsafeSlow(inFlightMax * replyHeaderAreaBytes);
+    this.#slots = Array.from({ length: inFlightMax }, (_, index) => ({
+      index,
+      area: areas.subarray(index * replyHeaderAreaBytes, (index + 1) * replyHeaderAreaBytes),
+      bytes: 0,
+      busy: false,
+    }));
+    this.#freeSlots = this.#slots.map((slot) => slot.index).reverse();
+    this.#attach(socket);
+    const timeoutMs = context.handshakeTimeoutMs ?? handshakeTimeoutMs;
+    this.#handshakeTimer = setTimeout(() => this.#abort(`no export chosen within ${timeoutMs} ms`), timeoutMs);
+    this.#handshakeTimer.unref();
+    this.#write([encodeServerHandshake(serverHandshakeFlags)]);
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** Requests parsed whose replies are not written out yet. */
+  get inFlight(): number {
+    return inFlightMax - this.#freeSlots.length;
+  }
+
+  /**
+   * Graceful end for server shutdown: no new requests; in-flight ones finish and their
+   * replies are written; then the socket is closed. A session still haggling just closes.
+   */
+  shutdown(): void {
+    if (this.#state === SessionState.DRAINING || this.#state === SessionState.CLOSED) return;
+    this.#drain("server shutting down");
+  }
+
+  /** Ends the connection at once (shutdown timed out, protocol error). */
+  destroy(): void {
+    this.#abort("destroyed");
+  }
+
+  // ── socket ───────────────────────────────────────────────────────────────
+
+  #attach(socket: Socket): void {
+    socket.setNoDelay(true); // replies are whole messages: never wait to coalesce (QD1 latency)
+    socket.setKeepAlive(true, keepAliveDelayMs);
+    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    socket.on("end", () => this.#onEnd());
+    // EPIPE / ECONNRESET are how clients leave; 'close' follows and does the cleanup.
+    socket.on("error", (error: NodeJS.ErrnoException) => this.#logger.debug({ session: this.id, code: error.code }, "socket error"));
+    socket.on("close", () => this.#onClose());
+  }
+
+  /** Writes buffers as one batch (one writev): a reply's bytes never interleave with another's. */
+  #write(buffers: readonly Buffer[], done?: (error?: Error | null) => void): boolean {
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return false;
+    const nonEmpty = buffers.filter((buffer) => buffer.length > 0);
+    assert.ok(nonEmpty.length > 0, "every message has a header");
+    socket.cork();
+    nonEmpty.forEach((buffer, index) => socket.write(buffer, index === nonEmpty.length - 1 ? done : undefined));
+    socket.uncork();
+    return true;
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#state === SessionState.DRAINING || this.#state === SessionState.CLOSED) return; // no longer listening
+    this.#queue.push(chunk);
+    this.#pump();
+  }
+
+  #onEnd(): void {
+    this.#inputEnded = true;
+    this.#pump();
+  }
+
+  #onClose(): void {
+    this.#socketClosed = true;
+    if (this.#state !== SessionState.DRAINING && this.#state !== SessionState.CLOSED) this.#state = SessionState.DRAINING;
+    this.#clearHandshakeTimer();
+    this.#queue.clear();
+    // A WRITE payload being received when the client vanished goes back to the pool.
+    const pending = this.#requests?.pendingPayload;
+    if (pending !== undefined) this.#context.pool.give(pending);
+    // Write callbacks of a destroyed socket may never run: its slots are free now.
+    for (const slot of this.#slots) if (slot.busy) this.#releaseSlot(slot);
+    this.#maybeFinish();
+  }
+
+  /** Pauses or resumes the socket: read only while we would parse what arrives. */
+  #updateFlow(): void {
+    const wanted =
+      ((this.#state === SessionState.AWAIT_CLIENT_FLAGS || this.#state === SessionState.OPTIONS) && !this.#optionBusy) ||
+      (this.#state === SessionState.TRANSMISSION && !this.#overLimit());
+    if (wanted === !this.#paused || this.#socket.destroyed) return;
+    this.#paused = !wanted;
+    if (wanted) this.#socket.resume();
+    else this.#socket.pause();
+  }
+
+  // ── the pump: parse and dispatch while we may ────────────────────────────
+
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    let needInput = false;
+    try {
+      for (;;) {
+        const state = this.#state;
+        if (state === SessionState.AWAIT_CLIENT_FLAGS || state === SessionState.OPTIONS) {
+          if (this.#optionBusy) break;
+          const message = this.#handshake.next();
+          if (message === undefined) {
+            needInput = true;
+            break;
+          }
+          this.#onHandshakeMessage(message);
+        } else if (state === SessionState.TRANSMISSION) {
+          if (this.#overLimit()) break;
+          const request = (this.#requests as RequestParser).next();
+          if (request === undefined) {
+            needInput = true;
+            break;
+          }
+          this.#dispatch(request);
+        } else {
+          break;
+        }
+      }
+    } catch (error) {
+      if (!isProtocolError(error)) throw error;
+      this.#abort(`protocol error: ${error.message}`);
+      return;
+    } finally {
+      this.#pumping = false;
+    }
+    // Client EOF with nothing left to parse: finish what is in flight, then close.
+    if (needInput && this.#inputEnded) this.#drain("client closed its side");
+    this.#updateFlow();
+  }
+
+  // ── handshake ────────────────────────────────────────────────────────────
+
+  #onHandshakeMessage(message: HandshakeMessage): void {
+    if (message.kind === "clientFlags") {
+      // proto.md "Client flags": unknown bits → close. We speak fixed newstyle only.
+      if ((message.flags & ~clientFlagsKnown) !== 0 || (message.flags & FLAG_C_FIXED_NEWSTYLE) === 0) {
+        throw new NbdProtocolError("BAD_CLIENT_FLAGS", `client flags 0x${message.flags.toString(16)}`);
+      }
+      this.#negotiation.noZeroes = (message.flags & FLAG_C_NO_ZEROES) !== 0;
+      this.#state = SessionState.OPTIONS;
+      return;
+    }
+    if (++this.#optionsSeen > optionsPerConnectionMax) {
+      this.#abort(`more than ${optionsPerConnectionMax} options`);
+      return;
+    }
+    this.#optionBusy = true;
+    const context = { registry: this.#context.registry, logger: this.#logger };
+    handleOption(message, this.#negotiation, context)
+      .then((outcome) => this.#afterOption(outcome))
+      .catch((error: unknown) => {
+        this.#logger.error({ session: this.id, err: String(error) }, "option handling failed");
+        this.#abort("internal error");
+      })
+      .finally(() => {
+        this.#optionBusy = false;
+        this.#pump();
+        this.#maybeFinish();
+      });
+    this.#updateFlow();
+  }
+
+  #afterOption(outcome: OptionOutcome): void {
+    if (this.#state !== SessionState.OPTIONS) {
+      // Shut down or disconnected while the option ran: nothing to answer.
+      if (outcome.next === "transmission") void this.#releaseLease(outcome.lease);
+      return;
+    }
+    this.#write(outcome.replies);
+    if (outcome.next === "close") {
+      this.#drain("client aborted or export refused");
+    } else if (outcome.next === "transmission") {
+      this.#enterTransmission(outcome.lease, outcome.transmissionFlags, outcome.contexts);
+    }
+  }
+
+  #enterTransmission(lease: ExportLease, transmissionFlags: number, contexts: Transmission["contexts"]): void {
+    this.#clearHandshakeTimer();
+    this.#lease = lease;
+    this.#transmission = new Transmission({
+      volume: lease.volume,
+      transmissionFlags,
+      structured: this.#negotiation.structured,
+      contexts,
+      pool: this.#context.pool,
+    });
+    this.#requests = new RequestParser(this.#queue, (header) => this.#payloadTarget(header));
+    this.#state = SessionState.TRANSMISSION;
+    this.#logger.info({ session: this.id, export: lease.name, structured: this.#negotiation.structured, contexts: contexts.map((c) => c.name) }, "transmission");
+  }
+
+  // ── transmission ─────────────────────────────────────────────────────────
+
+  #overLimit(): boolean {
+    const slotsInUse = inFlightMax - this.#freeSlots.length;
+    // With nothing in flight we always take the next request, so one request larger than
+    // the byte budget still makes progress.
+    return this.#freeSlots.length === 0 || (slotsInUse > 0 && this.#bytesInFlight >= inFlightBytesMax);
+  }
+
+  /** Where a WRITE's payload goes: a pooled buffer, or nowhere when it will be refused. */
+  #payloadTarget(header: RequestHeader): Buffer | undefined {
+    if (this.#state !== SessionState.TRANSMISSION) return undefined;
+    if ((this.#transmission as Transmission).refusal(header) !== undefined) return undefined;
+    this.#bytesInFlight += header.lengthBytes;
+    return this.#context.pool.take(header.lengthBytes);
+  }
+
+  #dispatch(request: Request): void {
+    if (request.type === Command.DISC) {
+      // proto.md: DISC has no reply; finish in-flight requests, then close.
+      this.#drain("client sent DISC");
+      return;
+    }
+    const transmission = this.#transmission as Transmission;
+    const slot = this.#slots[this.#freeSlots.pop() as number] as ReplySlot;
+    assert.ok(!slot.busy);
+    slot.busy = true;
+    slot.bytes = request.payload?.length ?? 0; // a kept payload was counted when it was taken
+    if (request.type === Command.READ && transmission.refusal(request) === undefined) {
+      slot.bytes = request.lengthBytes;
+      this.#bytesInFlight += request.lengthBytes;
+    }
+    this.#operations++;
+    void transmission.execute(request, slot.area).then((reply) => {
+      this.#operations--;
+      const written = () => {
+        // The kernel has the bytes (or the write was cancelled): the buffer is free again.
+        if (reply.pooled !== undefined) this.#context.pool.give(reply.pooled);
+        this.#releaseSlot(slot);
+      };
+      if (!this.#write(reply.segments, written)) written();
+      this.#maybeFinish();
+    });
+  }
+
+  #releaseSlot(slot: ReplySlot): void {
+    if (!slot.busy) return; // released already (socket closed before its write callback)
+    slot.busy = false;
+    this.#bytesInFlight -= slot.bytes;
+    slot.bytes = 0;
+    this.#freeSlots.push(slot.index);
+    if (this.#state === SessionState.TRANSMISSION && this.#paused && !this.#overLimit()) this.#pump();
+    this.#maybeFinish();
+  }
+
+  // ── ending ───────────────────────────────────────────────────────────────
+
+  /** Stop taking requests; once in-flight work is done and written, close the socket. */
+  #drain(reason: string): void {
+    if (this.#state === SessionState.DRAINING || this.#state === SessionState.CLOSED) return;
+    this.#logger.debug({ session: this.id, reason }, "draining");
+    this.#state = SessionState.DRAINING;
+    this.#clearHandshakeTimer();
+    if (!this.#socket.destroyed) this.#socket.pause();
+    this.#paused = true;
+    this.#maybeFinish();
+  }
+
+  /** Protocol error, timeout or forced close: destroy the socket now. */
+  #abort(reason: string): void {
+    if (this.#state === SessionState.CLOSED) return;
+    this.#logger.info({ session: this.id, reason }, "closing connection");
+    if (this.#state !== SessionState.DRAINING) this.#state = SessionState.DRAINING;
+    this.#clearHandshakeTimer();
+    this.#socket.destroy();
+  }
+
+  /** DRAINING and nothing left: close the socket, then (once it is closed) release the export. */
+  #maybeFinish(): void {
+    if (this.#state !== SessionState.DRAINING || this.#optionBusy || this.#operations > 0) return;
+    if (!this.#socketClosed) {
+      // Every reply is queued: end our side once they are written, and do not wait for a
+      // client that never closes its own (destroySoon destroys after the last write).
+      if (this.inFlight === 0 && !this.#ending) {
+        this.#ending = true;
+        this.#socket.destroySoon();
+      }
+      return;
+    }
+    this.#state = SessionState.CLOSED;
+    const lease = this.#lease;
+    this.#lease = undefined;
+    void this.#releaseLease(lease).finally(() => this.#resolveClosed());
+  }
+
+  async #releaseLease(lease: ExportLease | undefined): Promise<void> {
+    try {
+      await lease?.release();
+    } catch (error) {
+      this.#logger.error({ session: this.id, export: lease?.name, err: String(error) }, "closing the export failed");
+    }
+  }
+
+  #clearHandshakeTimer(): void {
+    if (this.#handshakeTimer !== undefined) clearTimeout(this.#handshakeTimer);
+    this.#handshakeTimer = undefined;
+  }
+}
