@@ -116,6 +116,37 @@ describe("engine operations", () => {
     await volume.close();
   });
 
+  it("hashing a snapshot repoints its idle source volume, so gc frees the private copies", async () => {
+    await engine.createVolume("v", 4 * blockSizeBytes);
+    const volume = await engine.openVolume("v");
+    for (let i = 0; i < 4; i++) await volume.write(i * blockSizeBytes, Buffer.alloc(blockSizeBytes, i + 1));
+    await volume.snapshot("s");
+    await volume.write(0, Buffer.from("changed since"));
+    await volume.close();
+    const result = await engine.hash("s");
+    expect(result.repointedBlocks).toBe(3);
+    const info = await engine.info("v");
+    expect([info.contentBlocks, info.privateBlocks]).toEqual([3, 1]);
+    // Three repointed copies, and block 0's pre-snapshot copy, which only the snapshot named.
+    const freed = await engine.gc({ graceMs: 0 });
+    expect(freed.removedByKind["private-block"]).toBe(4);
+    const reopened = await engine.openVolume("v", { readOnly: true });
+    const data = await reopened.read(0, 4 * blockSizeBytes);
+    expect(data.subarray(0, 13).toString()).toBe("changed since");
+    for (let i = 1; i < 4; i++) expect(data.subarray(i * blockSizeBytes, (i + 1) * blockSizeBytes).equals(Buffer.alloc(blockSizeBytes, i + 1))).toBe(true);
+    expect((await engine.diff("s", "v")).ranges).toEqual([{ offsetBytes: 0, lengthBytes: blockSizeBytes }]);
+  });
+
+  it("a served (locked) source volume is left alone by hash", async () => {
+    await engine.createVolume("v", 2 * blockSizeBytes);
+    const volume = await engine.openVolume("v");
+    await volume.write(0, Buffer.alloc(2 * blockSizeBytes, 5));
+    await volume.snapshot("s");
+    expect((await engine.hash("s")).repointedBlocks).toBe(0);
+    await volume.close();
+    expect((await engine.info("v")).privateBlocks).toBe(2);
+  });
+
   it("hash is resumable: an interrupted hash continues where it stopped", async () => {
     await engine.createVolume("v", 200 * blockSizeBytes);
     const volume = await engine.openVolume("v");

@@ -21,7 +21,7 @@ import { hostname } from "node:os";
 import { EngineError } from "./errors.ts";
 import type { ObjectLock } from "./blocker/object-store.ts";
 import { putBlock } from "./blocker/content.ts";
-import { blockCount, MapEntries, privateObjectName } from "./mapper/entries.ts";
+import { blockCount, MapEntries, privateObjectName, runs } from "./mapper/entries.ts";
 import type { MapHeader } from "./mapper/headers.ts";
 import { volumeLeaseMs, type MapStore } from "./mapper/map-store.ts";
 
@@ -502,17 +502,6 @@ async function eachLimited<T>(items: readonly T[], action: (item: T) => Promise<
     while (next < items.length) await action(items[next++] as T);
   };
   await Promise.all(Array.from({ length: Math.min(piecesInFlightMax, items.length) }, worker));
-}
-
-/** Groups sorted indices into [first, count] runs of consecutive indices. */
-export function runs(sorted: readonly number[]): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  for (const index of sorted) {
-    const last = out.at(-1);
-    if (last !== undefined && last[0] + last[1] === index) last[1]++;
-    else out.push([index, 1]);
-  }
-  return out;
 }
 
 export function defaultOwner(): string {

@@ -186,3 +186,14 @@ export function privateObjectName(volumeIdHex: string, epoch: number, index: num
 export function blockCount(sizeBytes: number, blockSizeBytes: number): number {
   return Math.ceil(sizeBytes / blockSizeBytes);
 }
+
+/** Groups ascending indices into [first, count] runs of consecutive indices (one write per run). */
+export function runs(sorted: readonly number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const index of sorted) {
+    const last = out.at(-1);
+    if (last !== undefined && last[0] + last[1] === index) last[1]++;
+    else out.push([index, 1]);
+  }
+  return out;
+}

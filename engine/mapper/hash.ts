@@ -11,7 +11,8 @@
  * privately.
  */
 import { blockHash, merkleRoot, putBlock } from "../blocker/content.ts";
-import { EngineError } from "../errors.ts";
+import { EngineError, isEngineError } from "../errors.ts";
+import { runs, type MapEntries } from "./entries.ts";
 import type { MapHeader } from "./headers.ts";
 import { mapOriginalEntriesObject } from "./headers.ts";
 import type { MapStore } from "./map-store.ts";
@@ -33,6 +34,8 @@ export interface HashProgress {
 
 export interface HashResult extends HashProgress {
   header: MapHeader;
+  /** Entries of the source volume repointed at the new shared blocks (0 if it was busy or gone). */
+  repointedBlocks: number;
 }
 
 export async function hashMap(maps: MapStore, name: string, onProgress?: (progress: HashProgress) => void): Promise<HashResult> {
@@ -54,6 +57,7 @@ async function hashLocked(maps: MapStore, header: MapHeader, onProgress?: (progr
   const objects = maps.objects;
   const algorithm = maps.header.hashAlgorithm;
   const entries = await maps.loadEntries(header);
+  const original = entries.clone();
   const pending: number[] = [];
   for (let index = 0; index < entries.count; index++) if (entries.get(index).kind === "private") pending.push(index);
   const progress: HashProgress = { doneBlocks: entries.count - pending.length, totalBlocks: entries.count, storedBlocks: 0 };
@@ -96,5 +100,49 @@ async function hashLocked(maps: MapStore, header: MapHeader, onProgress?: (progr
   const updated: MapHeader = { ...header, contentHash: merkleRoot(algorithm, hashes).toString("hex") };
   await maps.writeHeader(updated);
   await objects.barrier();
-  return { ...progress, header: updated };
+  const repointedBlocks = await repointSourceVolume(maps, updated, original, entries);
+  return { ...progress, header: updated, repointedBlocks };
+}
+
+/**
+ * The volume a snapshot was taken from still names, for every block it has not rewritten
+ * since, the same private objects the snapshot named before hashing. Pointing those entries
+ * at the new content-addressed blocks lets gc free the private copies, so hashing really
+ * returns space. It needs the volume's writer lock; a volume that is open (served) is left
+ * alone and keeps its private copies until it rewrites the blocks or is deleted.
+ */
+async function repointSourceVolume(maps: MapStore, snapshot: MapHeader, original: MapEntries, hashed: MapEntries): Promise<number> {
+  if (snapshot.parentMapId === null) return 0;
+  let source: MapHeader;
+  try {
+    source = await maps.loadHeader(snapshot.parentMapId);
+    // Only a named, writable volume: a deleted one has nothing left to repoint.
+    if (source.frozen || (await maps.lookup(source.name)).mapId !== source.mapId) return 0;
+  } catch (error) {
+    if (isEngineError(error, "ENOT_FOUND") || isEngineError(error, "ECORRUPT")) return 0;
+    throw error;
+  }
+  let lock;
+  try {
+    lock = await maps.lockMap(source, `repoint ${source.name} after hashing ${snapshot.name}`);
+  } catch (error) {
+    if (isEngineError(error, "EVOLUME_LOCKED")) return 0;
+    throw error;
+  }
+  try {
+    const entries = await maps.loadEntries(await maps.loadHeader(source.mapId));
+    const changed: number[] = [];
+    const count = Math.min(entries.count, original.count);
+    for (let index = 0; index < count; index++) {
+      if (original.equals(index, hashed, index) || !entries.equals(index, original, index)) continue;
+      entries.setFrom(index, hashed, index);
+      changed.push(index);
+    }
+    // The shared blocks are durable already (hash made them so before naming them).
+    for (const [first, n] of runs(changed)) await maps.writeEntries(source.mapId, entries, first, n);
+    await maps.objects.barrier();
+    return changed.length;
+  } finally {
+    await lock.release();
+  }
 }
