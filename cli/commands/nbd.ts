@@ -5,8 +5,10 @@
  */
 import { InvalidArgumentError, type Command } from "commander";
 import type { Engine } from "../../engine/engine.ts";
+import { openControlSocket } from "../../engine/nbd/control.ts";
 import type { Logger } from "../../engine/nbd/logger.ts";
 import { nbdPortDefault, NbdServer } from "../../engine/nbd/server.ts";
+import { tlsConfigFromOptions } from "../../engine/nbd/tls.ts";
 import { examples, globalOptions, withEngine, type GlobalOptions } from "../context.ts";
 import { printReport, UsageError } from "../output.ts";
 
@@ -16,6 +18,11 @@ interface ServeOptions {
   bind: string;
   readOnly?: boolean;
   all?: boolean;
+  tls?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  tlsDir?: string;
 }
 
 export function registerNbdCommands(program: Command): void {
@@ -28,11 +35,17 @@ export function registerNbdCommands(program: Command): void {
     .option("--bind <address>", "TCP address to listen on (0.0.0.0 or :: for every interface)", "127.0.0.1")
     .option("--read-only", "serve everything read-only (volumes are opened without their writer lock)")
     .option("--all", "serve every volume, snapshot and image in the store, by name")
+    .option("--tls <mode>", "STARTTLS: off, optional or require (default: require when certificates are given, else off)")
+    .option("--tls-cert <file>", "server certificate (PEM; may carry its chain)")
+    .option("--tls-key <file>", "the certificate's private key (PEM, unencrypted)")
+    .option("--tls-ca <file>", "CA certificate(s) (PEM): clients must present a certificate signed by it")
+    .option("--tls-dir <dir>", "qemu's layout instead: server-cert.pem, server-key.pem, and ca-cert.pem (clients must present a certificate it signed)")
     .addHelpText(
       "after",
       examples(
         "okeanos nbd serve vm1 --socket /run/okeanos/vm1.sock",
         "okeanos nbd serve --all --port 10809 --bind 0.0.0.0",
+        "okeanos nbd serve --all --port 10809 --bind 0.0.0.0 --tls-dir /etc/pki/qemu",
         "qemu-system-x86_64 -drive file=nbd+unix:///vm1?socket=/run/okeanos/vm1.sock,format=raw …",
       ),
     )
@@ -49,6 +62,8 @@ async function serve(global: GlobalOptions, names: string[], options: ServeOptio
   if (options.all === true && names.length > 0) throw new UsageError("give export names or --all, not both");
   if (options.all !== true && names.length === 0) throw new UsageError("name the volumes to serve, or pass --all");
   const tcp = options.port !== undefined || options.socket === undefined ? { port: options.port ?? nbdPortDefault, host: options.bind } : undefined;
+  // Certificates are checked before the store is opened: a bad file fails at once, clearly.
+  const tls = await tlsConfigFromOptions({ mode: options.tls, certFile: options.tlsCert, keyFile: options.tlsKey, caFile: options.tlsCa, dir: options.tlsDir });
   await withEngine(global, async (engine) => {
     await checkExportsExist(engine, names);
     const server = new NbdServer({
@@ -58,6 +73,7 @@ async function serve(global: GlobalOptions, names: string[], options: ServeOptio
       ...(tcp === undefined ? {} : { tcp }),
       ...(options.socket === undefined ? {} : { socketPath: options.socket }),
       logger: stderrLogger(process.env["OKEANOS_DEBUG"] === "1"),
+      tls,
     });
     try {
       await server.listen();
@@ -65,16 +81,22 @@ async function serve(global: GlobalOptions, names: string[], options: ServeOptio
       await server.close();
       throw listenError(error);
     }
+    const signalled = nextSignal(); // from here on a signal means a graceful shutdown
+    // `okeanos volume snapshot` of a volume we hold reaches us here (docs/nbd.md, "Control socket").
+    const control = await openControlSocket(server, { logger: stderrLogger(process.env["OKEANOS_DEBUG"] === "1") });
     const shown = options.all === true ? "NAME" : (names[0] as string);
     const uris = server.uris(shown);
     const text = [
       `Serving ${options.all === true ? "every volume, snapshot and image" : names.join(", ")} over NBD${options.readOnly === true ? " (read-only)" : ""}`,
       ...uris.map((uri) => `  ${uri}`),
+      ...(tls === undefined ? [] : [`TLS ${tls.mode === "require" ? "required" : "optional"}: ${tls.subject}, valid until ${tls.validTo.toISOString()}${tls.verifyPeer ? `; client certificates must be signed by ${tls.files.caFile}` : ""}`]),
+      ...(control === undefined ? [] : [`Control socket: ${control.path} (okeanos volume snapshot/resize of a served volume)`]),
       "SIGINT or SIGTERM stops: in-flight requests finish, volumes are flushed.",
     ].join("\n");
-    printReport({ text, json: { exports: options.all === true ? "all" : names, readOnly: options.readOnly === true, addresses: server.addresses, uris } }, global.json);
-    const signal = await nextSignal();
+    printReport({ text, json: { exports: options.all === true ? "all" : names, readOnly: options.readOnly === true, addresses: server.addresses, uris, controlSocket: control?.path ?? null, tls: tls?.mode ?? "off" } }, global.json);
+    const signal = await signalled;
     process.stderr.write(`okeanos nbd: ${signal}: shutting down\n`);
+    await control?.close();
     await server.close();
   });
 }

@@ -1,9 +1,18 @@
 /**
  * `okeanos volume …`: create, list, inspect, resize, snapshot, clone, hash, diff, delete.
  * Import and export (the commands that move bytes) are in transfer.ts.
+ *
+ * snapshot and resize of a volume that `okeanos nbd serve` holds open on this host are done
+ * by that process, through its control socket (docs/nbd.md, "Control socket"): the engine
+ * refuses us the volume's lock and names the holder's host and pid, and we ask that pid.
  */
+import { hostname } from "node:os";
 import type { Command } from "commander";
+import type { LockHolder } from "../../engine/blocker/object-store.ts";
+import { EngineError, isEngineError } from "../../engine/errors.ts";
 import type { DirectoryEntry, MapHeader } from "../../engine/mapper/headers.ts";
+import { callServingProcess, controlUnreachable } from "../../engine/nbd/control-client.ts";
+import { isEngineCode, type ControlRequest, type ControlResults } from "../../engine/nbd/control-wire.ts";
 import { examples, report, sizeArgument, withEngine, type GlobalOptions } from "../context.ts";
 import { fieldTable, progressBar, table, type Report } from "../output.ts";
 import { formatBytes } from "../units.ts";
@@ -35,23 +44,19 @@ export function registerVolumeCommands(program: Command): void {
 
   volume
     .command("resize <name>")
-    .description("grow a volume (shrinking is refused: it would drop data)")
+    .description("grow a volume (shrinking is refused: it would drop data); a served volume is grown by its serving process")
     .requiredOption("--size <size>", "new size, at least the current one", sizeArgument)
     .addHelpText("after", examples("okeanos volume resize vm1 --size 20G"))
     .action((name: string, options: { size: number }, command: Command) => report(command, (global) => resize(global, name, options.size)));
 
   volume
     .command("snapshot <volume> <snapshot>")
-    .description("freeze the volume's current content as a read-only snapshot (no data is copied)")
+    .description(
+      "freeze the volume's current content as a read-only snapshot (no data is copied); " +
+        "a volume served by `okeanos nbd serve` on this host is snapshotted by that process, between requests",
+    )
     .addHelpText("after", examples("okeanos volume snapshot vm1 vm1-monday"))
-    .action((name: string, snapshot: string, _options: unknown, command: Command) =>
-      report(command, (global) =>
-        withEngine(global, async (engine) => {
-          const header = await engine.snapshot(name, snapshot);
-          return { text: `Snapshot ${snapshot} of ${name} taken (${formatBytes(header.sizeBytes)}; no data copied)`, json: header };
-        }),
-      ),
-    );
+    .action((name: string, snapshotName: string, _options: unknown, command: Command) => report(command, (global) => snapshot(global, name, snapshotName)));
 
   volume
     .command("clone <snapshot> <name>")
@@ -145,16 +150,67 @@ async function info(global: GlobalOptions, name: string): Promise<Report> {
   return { text: fieldTable(rows), json: { ...mapInfo, parentName } };
 }
 
+async function snapshot(global: GlobalOptions, name: string, snapshotName: string): Promise<Report> {
+  let header: MapHeader;
+  let servedBy: number | undefined;
+  try {
+    header = await withEngine(global, (engine) => engine.snapshot(name, snapshotName));
+  } catch (error) {
+    ({ pid: servedBy, result: header } = await viaServingProcess(error, { op: "snapshot", volume: name, snapshot: snapshotName }));
+  }
+  const by = servedBy === undefined ? "" : ` by the serving process ${servedBy}`;
+  return { text: `Snapshot ${snapshotName} of ${name} taken${by} (${formatBytes(header.sizeBytes)}; no data copied)`, json: header };
+}
+
 async function resize(global: GlobalOptions, name: string, sizeBytes: number): Promise<Report> {
-  return withEngine(global, async (engine) => {
-    const before = await engine.maps.loadHeader((await engine.maps.lookup(name)).mapId);
-    await engine.resize(name, sizeBytes);
-    const text =
-      before.sizeBytes === sizeBytes
-        ? `${name} is already ${formatBytes(sizeBytes)}`
-        : `Resized ${name} from ${formatBytes(before.sizeBytes)} to ${formatBytes(sizeBytes)}`;
-    return { text, json: { name, previousSizeBytes: before.sizeBytes, sizeBytes } };
-  });
+  let previousSizeBytes: number;
+  let servedBy: number | undefined;
+  try {
+    previousSizeBytes = await withEngine(global, async (engine) => {
+      const before = await engine.maps.loadHeader((await engine.maps.lookup(name)).mapId);
+      await engine.resize(name, sizeBytes);
+      return before.sizeBytes;
+    });
+  } catch (error) {
+    const served = await viaServingProcess(error, { op: "resize", volume: name, sizeBytes });
+    ({ pid: servedBy, result: { previousSizeBytes } } = served);
+  }
+  const by = servedBy === undefined ? "" : ` by the serving process ${servedBy} (connected clients see the new size when they reconnect)`;
+  const text =
+    previousSizeBytes === sizeBytes
+      ? `${name} is already ${formatBytes(sizeBytes)}`
+      : `Resized ${name} from ${formatBytes(previousSizeBytes)} to ${formatBytes(sizeBytes)}${by}`;
+  return { text, json: { name, previousSizeBytes, sizeBytes } };
+}
+
+/**
+ * `error` is the engine refusing us a volume. When the refusal is EVOLUME_LOCKED and the
+ * holder is a process on this host, asks that process (an `okeanos nbd serve`) to do the
+ * operation on the volume it has open; its refusal (EEXISTS…) is thrown as if ours. When the
+ * holder is elsewhere, or has no control socket (another okeanos command, an older server),
+ * the original lock error stands.
+ */
+async function viaServingProcess<Op extends "snapshot" | "resize">(
+  error: unknown,
+  request: ControlRequest & { op: Op },
+): Promise<{ pid: number; result: ControlResults[Op] }> {
+  const pid = localLockHolder(error);
+  if (pid === undefined) throw error;
+  const response = await callServingProcess<Op>(pid, request);
+  if (response === controlUnreachable) throw error;
+  if (!response.ok) {
+    if (isEngineCode(response.code)) throw new EngineError(response.code, response.message, { servedBy: pid });
+    throw new Error(`the serving process ${pid} refused ${request.op}: ${response.message} (${response.code})`);
+  }
+  return { pid, result: (response as unknown as Record<Op, ControlResults[Op]>)[request.op] };
+}
+
+/** The pid of the process on this host that holds the volume's lock, from an EVOLUME_LOCKED refusal. */
+function localLockHolder(error: unknown): number | undefined {
+  if (!isEngineError(error, "EVOLUME_LOCKED")) return undefined;
+  const holder = error.details["holder"] as Partial<LockHolder> | undefined;
+  if (holder?.host !== hostname() || typeof holder.pid !== "number" || holder.pid === process.pid) return undefined;
+  return holder.pid;
 }
 
 async function hash(global: GlobalOptions, name: string): Promise<Report> {

@@ -16,7 +16,7 @@
 import assert from "node:assert/strict";
 import { EngineError, isEngineError } from "../errors.ts";
 import type { Engine } from "../engine.ts";
-import type { MapKind } from "../mapper/headers.ts";
+import type { MapHeader, MapKind } from "../mapper/headers.ts";
 import type { ChangedRange } from "../mapper/diff.ts";
 import type { Volume } from "../volume.ts";
 import { dirtyBitmapListMax, exportListMax } from "./limits.ts";
@@ -28,7 +28,21 @@ export interface ExportRegistryOptions {
   readOnly?: boolean;
   /** Recorded in the volume locks we take. */
   owner?: string;
+  /** How long opening an export waits for a writer lock held elsewhere (default exportLockWaitMs). */
+  lockWaitMs?: number;
 }
+
+/**
+ * How long opening an export keeps retrying a writer lock held by another process before
+ * the client is refused. Locks we meet are usually brief: a CLI snapshot, resize or hash of
+ * a volume no client had open (tens of milliseconds after the CLI's start-up), or the
+ * previous server of a restart releasing the volume at the end of its graceful shutdown.
+ * 2 s covers those and keeps a really-locked volume's refusal far inside a client's
+ * handshake patience (qemu waits for GO without a timeout; ours is handshakeTimeoutMs, 30 s).
+ */
+export const exportLockWaitMs = 2_000;
+/** Between two attempts at a held lock (the file store's probe costs 50 ms of it). */
+const lockRetryMs = 100;
 
 /** What GO and INFO tell a client about an export, without opening it. */
 export interface ExportInfo {
@@ -74,6 +88,7 @@ export class ExportRegistry {
   readonly readOnly: boolean;
   readonly #names: readonly string[] | "all";
   readonly #owner: string | undefined;
+  readonly #lockWaitMs: number;
   readonly #open = new Map<string, OpenExport>();
   #closed = false;
 
@@ -82,6 +97,12 @@ export class ExportRegistry {
     this.readOnly = options.readOnly === true;
     this.#names = options.names === "all" ? "all" : [...options.names];
     this.#owner = options.owner;
+    this.#lockWaitMs = options.lockWaitMs ?? exportLockWaitMs;
+  }
+
+  /** The names configured at start, or "all". */
+  get served(): readonly string[] | "all" {
+    return this.#names;
   }
 
   /**
@@ -136,12 +157,36 @@ export class ExportRegistry {
       return this.#lease(name, open);
     }
     const open: OpenExport = {
-      volume: this.engine.openVolume(name, { readOnly: this.readOnly, ...(this.#owner === undefined ? {} : { owner: this.#owner }) }),
+      volume: this.#openVolume(name),
       references: 1,
       closing: undefined,
     };
     this.#open.set(name, open);
     return this.#lease(name, open);
+  }
+
+  /**
+   * Crash-consistent snapshot of a served volume, taken on the Volume its connections share
+   * (the control socket's `snapshot`): requests in flight finish, new ones wait, the volume
+   * is flushed, its epoch bumped and the frozen map written, then I/O resumes
+   * (Volume.snapshot). A volume no client has open is opened for it, under its writer lock,
+   * and closed again unless a client arrived meanwhile.
+   */
+  async snapshot(requested: string, snapshotName: string): Promise<MapHeader> {
+    return this.#withWritable(requested, (volume) => volume.snapshot(snapshotName));
+  }
+
+  /**
+   * Grows a served volume (Volume.resize holds I/O back like a snapshot). Connected clients
+   * keep the size they were told at GO: NBD cannot tell them of a change, so they see the
+   * new size when they next connect.
+   */
+  async resize(requested: string, sizeBytes: number): Promise<{ name: string; previousSizeBytes: number; sizeBytes: number }> {
+    return this.#withWritable(requested, async (volume) => {
+      const previousSizeBytes = volume.sizeBytes;
+      await volume.resize(sizeBytes);
+      return { name: volume.name, previousSizeBytes, sizeBytes: volume.sizeBytes };
+    });
   }
 
   /**
@@ -204,6 +249,32 @@ export class ExportRegistry {
       }),
     );
     this.#open.clear();
+  }
+
+  async #withWritable<T>(requested: string, action: (volume: Volume) => Promise<T>): Promise<T> {
+    const lease = await this.acquire(requested);
+    try {
+      const volume = lease.volume;
+      if (volume.header.frozen) throw new EngineError("EREAD_ONLY", `${volume.name} is a frozen ${volume.header.kind}`, { name: volume.name });
+      if (volume.readOnly) throw new EngineError("EREAD_ONLY", `${volume.name} is served read-only (--read-only)`, { name: volume.name });
+      return await action(volume);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  /** Opens a volume, retrying a writer lock held elsewhere for up to lockWaitMs (exportLockWaitMs). */
+  async #openVolume(name: string): Promise<Volume> {
+    const options = { readOnly: this.readOnly, ...(this.#owner === undefined ? {} : { owner: this.#owner }) };
+    const deadline = performance.now() + this.#lockWaitMs;
+    for (;;) {
+      try {
+        return await this.engine.openVolume(name, options);
+      } catch (error) {
+        if (!isEngineError(error, "EVOLUME_LOCKED") || this.#closed || performance.now() + lockRetryMs > deadline) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, lockRetryMs));
+    }
   }
 
   async #lease(name: string, open: OpenExport): Promise<ExportLease> {

@@ -9,12 +9,17 @@
  *   ABORT       ─► ACK, close
  *   STRUCTURED_REPLY ─► ACK (again or with data: ERR_INVALID)
  *   LIST/SET_META_CONTEXT ─► META_CONTEXT per context, ACK (before STRUCTURED_REPLY: ERR_INVALID)
- *   STARTTLS    ─► ERR_POLICY (no TLS configured yet)
+ *   STARTTLS    ─► ACK, then the session runs the TLS handshake (tls.ts)
+ *                  (TLS off: ERR_POLICY; with data, or TLS already up: ERR_INVALID)
  *   EXTENDED_HEADERS, PEEK_EXPORT, anything else ─► ERR_UNSUP
+ *
+ * With TLS required and not yet running, every option but STARTTLS and ABORT gets
+ * ERR_TLS_REQD, and EXPORT_NAME (which cannot carry an error) closes (proto.md "FORCEDTLS").
  */
 import type { Logger } from "./logger.ts";
 import type { ExportInfo, ExportLease, ExportRegistry } from "./exports.ts";
 import { optionErrorOf } from "./errors.ts";
+import { TlsMode } from "./tls.ts";
 import { listContexts, selectContexts, type MetaContext } from "./meta-context.ts";
 import { decodeInfoRequest, decodeMetaContextRequest, isOptionDataError } from "./option-data.ts";
 import {
@@ -46,15 +51,20 @@ export interface Negotiation {
   structured: boolean;
   /** The last SET_META_CONTEXT's selection, valid only for GO to the same export. */
   meta: { exportName: string; contexts: MetaContext[] } | undefined;
+  /** TLS runs on this connection (STARTTLS was acknowledged and its handshake succeeded). */
+  tls: boolean;
 }
 
 export type OptionOutcome =
   | { next: "continue" | "close"; replies: Buffer[] }
+  /** Send the ACK, then run the TLS handshake before reading the next option. */
+  | { next: "starttls"; replies: Buffer[] }
   | { next: "transmission"; replies: Buffer[]; lease: ExportLease; transmissionFlags: number; contexts: MetaContext[] };
 
 export interface OptionContext {
   registry: ExportRegistry;
   logger: Logger;
+  tlsMode: TlsMode;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -72,6 +82,15 @@ export async function handleOption(message: OptionMessage, negotiation: Negotiat
 
 async function dispatch(message: OptionMessage, negotiation: Negotiation, context: OptionContext): Promise<OptionOutcome> {
   const { option, data } = message;
+  if (context.tlsMode === TlsMode.REQUIRE && !negotiation.tls && option !== Option.STARTTLS && option !== Option.ABORT) {
+    // proto.md "FORCEDTLS": ERR_TLS_REQD for every other option, INFO and unknown ones
+    // included; EXPORT_NAME cannot be answered with an error, so the server MUST disconnect.
+    if (option === Option.EXPORT_NAME) {
+      context.logger.warn({ option }, "EXPORT_NAME before STARTTLS with TLS required: closing");
+      return { next: "close", replies: [] };
+    }
+    return error(option, OptionReply.ERR_TLS_REQD, "this server requires TLS: send STARTTLS first");
+  }
   switch (option) {
     case Option.EXPORT_NAME:
       return exportName(data, negotiation, context);
@@ -93,9 +112,12 @@ async function dispatch(message: OptionMessage, negotiation: Negotiation, contex
     case Option.SET_META_CONTEXT:
       return metaContext(option, data, negotiation, context);
     case Option.STARTTLS:
-      // Where TLS will plug in: with certificates configured, ACK here and let the session
-      // swap its socket for a TLSSocket before reading the next option.
-      return error(option, OptionReply.ERR_POLICY, "TLS is not configured on this server");
+      // proto.md "NOTLS mode": ERR_POLICY; "NBD_OPT_STARTTLS": data → ERR_INVALID; TLS
+      // already negotiated → ERR_INVALID. Otherwise ACK, and the session upgrades.
+      if (context.tlsMode === TlsMode.OFF) return error(option, OptionReply.ERR_POLICY, "TLS is not configured on this server");
+      if (data.length !== 0) return error(option, OptionReply.ERR_INVALID, "STARTTLS takes no data");
+      if (negotiation.tls) return error(option, OptionReply.ERR_INVALID, "TLS is already running on this connection");
+      return { next: "starttls", replies: [encodeOptionAck(option)] };
     case Option.EXTENDED_HEADERS:
       return error(option, OptionReply.ERR_UNSUP, "extended headers are not supported");
     default:

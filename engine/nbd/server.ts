@@ -19,6 +19,7 @@ import { ExportRegistry } from "./exports.ts";
 import { connectionsMax as connectionsMaxDefault, shutdownTimeoutMs as shutdownTimeoutMsDefault } from "./limits.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Session } from "./session.ts";
+import { TlsMode, type TlsConfig } from "./tls.ts";
 
 /** IANA's port for NBD. */
 export const nbdPortDefault = 10809;
@@ -39,6 +40,8 @@ export interface NbdServerOptions {
   logger?: Logger;
   /** Recorded in the volume locks. */
   owner?: string;
+  /** STARTTLS with these certificates (tls.ts: tlsConfigFromOptions); absent: no TLS. */
+  tls?: TlsConfig | undefined;
 }
 
 export type ListenAddress = { kind: "tcp"; host: string; port: number } | { kind: "unix"; path: string };
@@ -103,9 +106,14 @@ export class NbdServer {
     const path = encodeURIComponent(name);
     return this.#addresses.map((address) =>
       address.kind === "unix"
-        ? `nbd+unix:///${path}?socket=${address.path}`
-        : `nbd://${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}/${path}`,
+        ? `${this.#scheme}+unix:///${path}?socket=${address.path}`
+        : `${this.#scheme}://${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}/${path}`,
     );
+  }
+
+  /** libnbd's URI scheme: `nbds` tells the client to insist on TLS. */
+  get #scheme(): string {
+    return this.#options.tls?.mode === TlsMode.REQUIRE ? "nbds" : "nbd";
   }
 
   /** Graceful shutdown; idempotent. */
@@ -126,7 +134,9 @@ export class NbdServer {
     }
     await this.registry.close();
     await stopped;
-    if (this.#options.socketPath !== undefined) await rm(this.#options.socketPath, { force: true });
+    // The socket file is not removed here: closing the listener unlinked it already (libuv),
+    // and by now the path may belong to a successor started while we drained (a restart
+    // under reconnecting clients), or to the live server that made our listen() fail.
   }
 
   #allSessionsClosed(): Promise<void> {
@@ -161,6 +171,7 @@ export class NbdServer {
       pool: this.pool,
       logger: this.#logger,
       ...(this.#options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: this.#options.handshakeTimeoutMs }),
+      tls: this.#options.tls,
     });
     this.#sessions.add(session);
     void session.closed.then(() => this.#sessions.delete(session));

@@ -2,10 +2,12 @@
  * One NBD connection: a named state machine over a socket (libnbd's state_machine.ml habit).
  *
  *   AWAIT_CLIENT_FLAGS ──flags ok──► OPTIONS ──GO / EXPORT_NAME──► TRANSMISSION
- *          │                           │  ▲ option replies              │
- *          │                           └──┘                             │ DISC, client EOF,
- *          │ bad flags, bad magic, ABORT, timeout, unknown EXPORT_NAME   │ server shutdown
- *          ▼                                                            ▼
+ *          │                        │  ▲  │  ▲ option replies            │
+ *          │          STARTTLS, ACK │  │  └──┘                           │ DISC, client EOF,
+ *          │                        ▼  │ handshake done                  │ server shutdown
+ *          │                   TLS_HANDSHAKE ──failed──┐                 │
+ *          │ bad flags, bad magic, ABORT, timeout,     │                 │
+ *          ▼ unknown EXPORT_NAME                       ▼                 ▼
  *        CLOSED ◄───────── socket closed, operations settled ◄──── DRAINING
  *                           lease released (last one flushes)      (no new requests; in-flight
  *                                                                   replies finish, then close)
@@ -22,8 +24,12 @@
  * socket: backpressure reaches the client through TCP, and memory stays bounded even when
  * a client stops reading its replies.
  *
- * The socket is a net.Socket today; STARTTLS will swap in a tls.TLSSocket at an option
- * boundary through #attach (the parser and the state stay).
+ * STARTTLS (tls.ts) swaps the socket at an option boundary: the ACK goes out in plaintext,
+ * the raw socket's input listeners come off, a tls.TLSSocket takes its stream over, and
+ * #attach puts the same listeners on it. The parser, its queue and the handshake timer stay;
+ * what was negotiated before is forgotten (proto.md "NBD_OPT_STARTTLS"). Bytes received
+ * after STARTTLS and before its ACK went out cannot be a ClientHello (the client must wait
+ * for the ACK): a protocol error. A failed handshake closes this connection only.
  */
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
@@ -35,12 +41,15 @@ import type { Logger } from "./logger.ts";
 import { handleOption, type Negotiation, type OptionOutcome } from "./options.ts";
 import { ByteQueue, HandshakeParser, RequestParser } from "./parser.ts";
 import { clientFlagsKnown, Command, FLAG_C_FIXED_NEWSTYLE, FLAG_C_NO_ZEROES, serverHandshakeFlags } from "./protocol.ts";
+import { TlsMode, upgradeToTls, type TlsConfig, type TlsUpgrade } from "./tls.ts";
 import { replyHeaderAreaBytes, Transmission } from "./transmission.ts";
 import { encodeServerHandshake, type HandshakeMessage, type Request, type RequestHeader } from "./wire.ts";
 
 export const SessionState = {
   AWAIT_CLIENT_FLAGS: "AWAIT_CLIENT_FLAGS",
   OPTIONS: "OPTIONS",
+  /** STARTTLS acknowledged: the TLS handshake runs; nothing is parsed until it is done. */
+  TLS_HANDSHAKE: "TLS_HANDSHAKE",
   TRANSMISSION: "TRANSMISSION",
   DRAINING: "DRAINING",
   CLOSED: "CLOSED",
@@ -53,6 +62,8 @@ export interface SessionContext {
   logger: Logger;
   /** Default handshakeTimeoutMs (limits.ts); tests shorten it. */
   handshakeTimeoutMs?: number;
+  /** Certificates and mode; absent: no TLS (STARTTLS gets ERR_POLICY). */
+  tls?: TlsConfig | undefined;
 }
 
 /** A request's claim on the connection, from parse to reply written (see the header comment). */
@@ -77,7 +88,7 @@ export class Session {
   readonly #queue = new ByteQueue();
   readonly #handshake = new HandshakeParser(this.#queue);
   #requests: RequestParser | undefined;
-  readonly #negotiation: Negotiation = { noZeroes: false, structured: false, meta: undefined };
+  readonly #negotiation: Negotiation = { noZeroes: false, structured: false, meta: undefined, tls: false };
   #optionsSeen = 0;
   #optionBusy = false;
   #transmission: Transmission | undefined;
@@ -94,6 +105,11 @@ export class Session {
   #ending = false;
   #handshakeTimer: NodeJS.Timeout | undefined;
   #resolveClosed!: () => void;
+  // The socket listeners, kept to take the input ones off the raw socket at STARTTLS.
+  readonly #dataListener = (chunk: Buffer) => this.#onData(chunk);
+  readonly #endListener = () => this.#onEnd();
+  readonly #errorListener = (error: NodeJS.ErrnoException) => this.#logger.debug({ session: this.id, code: error.code, err: error.message }, "socket error");
+  readonly #closeListener = () => this.#onClose();
 
   constructor(socket: Socket, context: SessionContext) {
     this.#context = context;
@@ -109,6 +125,8 @@ export class Session {
       busy: false,
     }));
     this.#freeSlots = this.#slots.map((slot) => slot.index).reverse();
+    socket.setNoDelay(true); // replies are whole messages: never wait to coalesce (QD1 latency)
+    socket.setKeepAlive(true, keepAliveDelayMs);
     this.#attach(socket);
     const timeoutMs = context.handshakeTimeoutMs ?? handshakeTimeoutMs;
     this.#handshakeTimer = setTimeout(() => this.#abort(`no export chosen within ${timeoutMs} ms`), timeoutMs);
@@ -141,14 +159,17 @@ export class Session {
 
   // ── socket ───────────────────────────────────────────────────────────────
 
+  /**
+   * Reads and writes go through `socket` from now on: the accepted one, or the TLSSocket
+   * that took it over after STARTTLS (then both report 'close'; the first one counts).
+   */
   #attach(socket: Socket): void {
-    socket.setNoDelay(true); // replies are whole messages: never wait to coalesce (QD1 latency)
-    socket.setKeepAlive(true, keepAliveDelayMs);
-    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
-    socket.on("end", () => this.#onEnd());
+    this.#socket = socket;
+    socket.on("data", this.#dataListener);
+    socket.on("end", this.#endListener);
     // EPIPE / ECONNRESET are how clients leave; 'close' follows and does the cleanup.
-    socket.on("error", (error: NodeJS.ErrnoException) => this.#logger.debug({ session: this.id, code: error.code }, "socket error"));
-    socket.on("close", () => this.#onClose());
+    socket.on("error", this.#errorListener);
+    socket.on("close", this.#closeListener);
   }
 
   /** Writes buffers as one batch (one writev): a reply's bytes never interleave with another's. */
@@ -175,6 +196,7 @@ export class Session {
   }
 
   #onClose(): void {
+    if (this.#socketClosed) return; // the raw socket and its TLSSocket both report it
     this.#socketClosed = true;
     if (this.#state !== SessionState.DRAINING && this.#state !== SessionState.CLOSED) this.#state = SessionState.DRAINING;
     this.#clearHandshakeTimer();
@@ -189,6 +211,7 @@ export class Session {
 
   /** Pauses or resumes the socket: read only while we would parse what arrives. */
   #updateFlow(): void {
+    if (this.#state === SessionState.TLS_HANDSHAKE) return; // the TLS layer owns the stream
     const wanted =
       ((this.#state === SessionState.AWAIT_CLIENT_FLAGS || this.#state === SessionState.OPTIONS) && !this.#optionBusy) ||
       (this.#state === SessionState.TRANSMISSION && !this.#overLimit());
@@ -256,7 +279,7 @@ export class Session {
       return;
     }
     this.#optionBusy = true;
-    const context = { registry: this.#context.registry, logger: this.#logger };
+    const context = { registry: this.#context.registry, logger: this.#logger, tlsMode: this.#context.tls?.mode ?? TlsMode.OFF };
     handleOption(message, this.#negotiation, context)
       .then((outcome) => this.#afterOption(outcome))
       .catch((error: unknown) => {
@@ -280,6 +303,8 @@ export class Session {
     this.#write(outcome.replies);
     if (outcome.next === "close") {
       this.#drain("client aborted or export refused");
+    } else if (outcome.next === "starttls") {
+      this.#startTls();
     } else if (outcome.next === "transmission") {
       this.#enterTransmission(outcome.lease, outcome.transmissionFlags, outcome.contexts);
     }
@@ -298,6 +323,51 @@ export class Session {
     this.#requests = new RequestParser(this.#queue, (header) => this.#payloadTarget(header));
     this.#state = SessionState.TRANSMISSION;
     this.#logger.info({ session: this.id, export: lease.name, structured: this.#negotiation.structured, contexts: contexts.map((c) => c.name) }, "transmission");
+  }
+
+  // ── TLS ──────────────────────────────────────────────────────────────────
+
+  /** Right after the STARTTLS ACK was written (same tick): hand the stream to TLS. */
+  #startTls(): void {
+    const config = this.#context.tls;
+    assert.ok(config !== undefined, "STARTTLS is acknowledged only with TLS configured");
+    const raw = this.#socket;
+    if (this.#queue.length > 0 || raw.readableLength > 0) {
+      this.#abort("protocol error: data sent after STARTTLS before its ACK");
+      return;
+    }
+    this.#state = SessionState.TLS_HANDSHAKE;
+    raw.off("data", this.#dataListener);
+    raw.off("end", this.#endListener);
+    upgradeToTls(raw, config, (outcome) => this.#afterTls(outcome));
+  }
+
+  #afterTls(outcome: TlsUpgrade): void {
+    if (!outcome.ok) {
+      // Worth an operator's eye (a rejected certificate, a client speaking something else),
+      // unless we were closing the connection ourselves.
+      if (this.#state === SessionState.TLS_HANDSHAKE) this.#logger.warn({ session: this.id, reason: outcome.reason }, "TLS handshake failed");
+      this.#abort(`TLS handshake failed: ${outcome.reason}`);
+      return;
+    }
+    const socket = outcome.socket;
+    if (this.#state !== SessionState.TLS_HANDSHAKE) {
+      socket.destroy(); // shut down or timed out during the handshake
+      return;
+    }
+    // proto.md "NBD_OPT_STARTTLS": no negotiation state from before TLS is kept.
+    this.#negotiation.structured = false;
+    this.#negotiation.meta = undefined;
+    this.#negotiation.tls = true;
+    this.#state = SessionState.OPTIONS;
+    this.#paused = false; // a new stream, flowing once its 'data' listener is on
+    this.#attach(socket);
+    const peer = socket.getPeerX509Certificate();
+    this.#logger.info(
+      { session: this.id, protocol: socket.getProtocol(), cipher: socket.getCipher().name, ...(peer === undefined ? {} : { client: peer.subject.replaceAll("\n", ", ") }) },
+      "TLS established",
+    );
+    this.#pump();
   }
 
   // ── transmission ─────────────────────────────────────────────────────────
@@ -360,6 +430,10 @@ export class Session {
   /** Stop taking requests; once in-flight work is done and written, close the socket. */
   #drain(reason: string): void {
     if (this.#state === SessionState.DRAINING || this.#state === SessionState.CLOSED) return;
+    if (this.#state === SessionState.TLS_HANDSHAKE) {
+      this.#abort(reason); // nothing in flight, and the stream belongs to the TLS layer
+      return;
+    }
     this.#logger.debug({ session: this.id, reason }, "draining");
     this.#state = SessionState.DRAINING;
     this.#clearHandshakeTimer();

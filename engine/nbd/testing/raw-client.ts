@@ -4,6 +4,7 @@
  * to send most of what the negative tests need.
  */
 import { createConnection, type Socket } from "node:net";
+import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { ByteQueue } from "../parser.ts";
 import {
   FLAG_C_FIXED_NEWSTYLE,
@@ -38,18 +39,20 @@ export interface SimpleReply {
 const readTimeoutMs = 10_000;
 
 export class RawClient {
-  readonly socket: Socket;
+  /** The connection; a TLSSocket over it after startTls(). */
+  socket: Socket;
   readonly #queue = new ByteQueue();
   #waiter: (() => void) | undefined;
   #ended = false;
   readonly closed: Promise<void>;
+  readonly #onData = (chunk: Buffer) => {
+    this.#queue.push(chunk);
+    this.#waiter?.();
+  };
 
   private constructor(socket: Socket) {
     this.socket = socket;
-    socket.on("data", (chunk: Buffer) => {
-      this.#queue.push(chunk);
-      this.#waiter?.();
-    });
+    socket.on("data", this.#onData);
     socket.on("error", () => undefined);
     this.closed = new Promise((resolve) =>
       socket.on("close", () => {
@@ -70,6 +73,29 @@ export class RawClient {
       const socket = typeof where === "string" ? createConnection(where) : createConnection(where.port, where.host);
       socket.once("connect", () => resolve(new RawClient(socket)));
       socket.once("error", reject);
+    });
+  }
+
+  /**
+   * The client side of a TLS handshake on this connection (after STARTTLS was acknowledged);
+   * everything afterwards goes through TLS. Rejects if the handshake fails.
+   */
+  async startTls(options: ConnectionOptions): Promise<void> {
+    if (this.#queue.length !== 0) throw new Error(`${this.#queue.length} plaintext bytes unread before TLS`);
+    const raw = this.socket;
+    raw.off("data", this.#onData);
+    const secure = tlsConnect({ ...options, socket: raw });
+    secure.on("data", this.#onData);
+    secure.on("error", () => undefined);
+    secure.on("end", () => {
+      this.#ended = true;
+      this.#waiter?.();
+    });
+    this.socket = secure;
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secureConnect", () => resolve());
+      secure.once("error", reject);
+      secure.once("close", () => reject(new Error("connection closed during the TLS handshake")));
     });
   }
 
