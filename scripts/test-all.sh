@@ -13,6 +13,7 @@ test_debian_packages=(
   python3-libnbd   # nbdsh's Python bindings (nbdsh -c scripts)
   qemu-system-x86  # a real VM booted from a volume over NBD (test/vm)
   e2fsprogs        # debugfs: read the guest's files out of an exported volume (test/vm)
+  postgresql       # every database test runs on PostgreSQL too; the tests start their own server (db/testing)
   openssl          # throwaway CA and certificates for the NBD TLS tests (engine/nbd/testing/pki.ts)
   ca-certificates  # apt-get download of the guest kernel and busybox (test/vm/build-guest.sh)
 )

@@ -1,0 +1,78 @@
+import { sql } from "kysely";
+import { describe, expect, it } from "vitest";
+import { describeEachEngine } from "../testing/databases.ts";
+import { latestMigration, migrateDownToEmpty, migrateToLatest } from "./index.ts";
+
+const identityTables = ["commission_provisions", "commissions", "quota_holdings", "quota_resources", "tokens", "users"];
+
+describeEachEngine("migrations", (databases) => {
+  it("run up from an empty database, then find nothing more to do", async () => {
+    const db = await databases.connect(await databases.freshUrl());
+    const results = await migrateToLatest(db);
+    expect(results.map((r) => [r.migrationName, r.direction, r.status])).toEqual([[latestMigration, "Up", "Success"]]);
+    const tables = (await db.kysely.introspection.getTables()).map((t) => t.name).sort();
+    expect(tables).toEqual(identityTables);
+    expect(await migrateToLatest(db)).toEqual([]);
+  });
+
+  it("run down to empty and up again", async () => {
+    const db = await databases.open();
+    const down = await migrateDownToEmpty(db);
+    expect(down.map((r) => [r.migrationName, r.direction, r.status])).toEqual([[latestMigration, "Down", "Success"]]);
+    expect((await db.kysely.introspection.getTables()).map((t) => t.name)).toEqual([]);
+    expect((await migrateToLatest(db)).map((r) => r.status)).toEqual(["Success"]);
+  });
+
+  it("survive a reopen: the second open finds the schema in place", async () => {
+    const url = await databases.freshUrl();
+    const first = await databases.connect(url);
+    await migrateToLatest(first);
+    await first.close();
+    const second = await databases.connect(url);
+    expect(await migrateToLatest(second)).toEqual([]);
+  });
+
+  it("enforce the schema's constraints on both engines", async () => {
+    const db = await databases.open();
+    const now = 1_700_000_000_000;
+    const user = { uuid: "u1", name: "alice", email: null, password_hash: null, created_at: now, updated_at: now };
+    await expect(db.kysely.insertInto("users").values({ ...user, state: "frozen" as "active" }).execute()).rejects.toThrow();
+    await db.kysely.insertInto("users").values({ ...user, state: "active" }).execute();
+    await expect(db.kysely.insertInto("users").values({ ...user, uuid: "u2", state: "active" }).execute()).rejects.toThrow();
+    // Foreign keys are on (SQLite has them off unless asked).
+    await expect(
+      db.kysely.insertInto("tokens").values({ token_hash: "h", user_uuid: "nobody", issued_at: now, expires_at: now, revoked_at: null }).execute(),
+    ).rejects.toThrow();
+    await db.kysely.insertInto("quota_resources").values({ name: "r", description: "", unit: "count", default_limit: 1 }).execute();
+    const holding = { user_uuid: "u1", resource: "r", quota_limit: null, usage: 0, pending_increase: 0, pending_decrease: 0 };
+    await expect(db.kysely.insertInto("quota_holdings").values({ ...holding, usage: -1 }).execute()).rejects.toThrow();
+    await db.kysely.insertInto("quota_holdings").values(holding).execute();
+    // Deleting the user takes their holdings along.
+    await db.kysely.deleteFrom("users").where("uuid", "=", "u1").execute();
+    const count = await db.kysely.selectFrom("quota_holdings").select(sql<number>`count(*)`.as("n")).executeTakeFirstOrThrow();
+    expect(Number(count.n)).toBe(0);
+  });
+
+  it("store times and quantities beyond 2^32 exactly, read back as numbers", async () => {
+    const db = await databases.open();
+    const big = 2 ** 53 - 1;
+    await db.kysely.insertInto("quota_resources").values({ name: "big", description: "", unit: "bytes", default_limit: big }).execute();
+    const row = await db.kysely.selectFrom("quota_resources").select("default_limit").executeTakeFirstOrThrow();
+    expect(row.default_limit).toBe(big);
+  });
+
+  // SQLite: one process holds one handle per file (node:sqlite is synchronous, see
+  // sqlite-dialect.ts); API nodes sharing a database are PostgreSQL.
+  it.runIf(databases.engine === "postgres")("apply once when three nodes migrate one database at once", async () => {
+    const url = await databases.freshUrl();
+    const nodes = await Promise.all([databases.connect(url), databases.connect(url), databases.connect(url)]);
+    const results = await Promise.all(nodes.map((db) => migrateToLatest(db)));
+    expect(results.map((r) => r.length).sort()).toEqual([0, 0, 1]);
+  });
+});
+
+describe("latestMigration", () => {
+  it("names the last migration", () => {
+    expect(latestMigration).toBe("0001-identity");
+  });
+});
