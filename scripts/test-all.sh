@@ -10,6 +10,7 @@ test_debian_packages=(
   util-linux # flock(1): the file backend's cross-process volume locks (engine/blocker/flock.ts)
   qemu-utils       # qemu-io, qemu-img, qemu-nbd: NBD interoperability tests (engine/nbd/interop.test.ts)
   libnbd-bin       # nbdinfo, nbdcopy, nbdsh: NBD interoperability tests
+  fio              # fio's nbd engine: verified random writes at queue depth 32 (engine/nbd/interop.test.ts)
   python3-libnbd   # nbdsh's Python bindings (nbdsh -c scripts)
   qemu-system-x86  # a real VM booted from a volume over NBD (test/vm)
   e2fsprogs        # debugfs: read the guest's files out of an exported volume (test/vm)

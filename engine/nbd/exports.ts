@@ -173,6 +173,9 @@ export class ExportRegistry {
    * and closed again unless a client arrived meanwhile.
    */
   async snapshot(requested: string, snapshotName: string): Promise<MapHeader> {
+    // Volume.snapshot checks too, but only once I/O is held back: a name already taken (a
+    // typo, a retried script) must not pause the clients for nothing.
+    if (await this.engine.maps.exists(snapshotName)) throw new EngineError("EEXISTS", `${snapshotName} already exists`, { name: snapshotName });
     return this.#withWritable(requested, (volume) => volume.snapshot(snapshotName));
   }
 

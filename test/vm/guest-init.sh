@@ -7,11 +7,21 @@
 #                       (`seq 1 N`, N from okeanos.lines), sync, umount.
 #   okeanos.task=check  mount /dev/vda, print token.txt and seq.txt's sha256; with
 #                       okeanos.note=WORD also write note.txt (a write to a clone), sync, umount.
+#   okeanos.task=live   mount /dev/vda (ext4, made on the host: a journal, so a snapshot taken
+#                       mid-write is a crash the clone recovers from), write token.txt and
+#                       seq.txt, sync, print the READY line; then write and sync after-N.txt
+#                       files, printing a PROGRESS line after each, until a line arrives on the
+#                       console (the test writes one to qemu's stdin); then write okeanos.note
+#                       to post.txt, sync, umount.
 #
 # Result lines, the contract with vm.test.ts (values never contain spaces):
 #   OKEANOS-VM: write-done token=T sha256=H
 #   OKEANOS-VM: check-done token=T sha256=H note=N
+#   OKEANOS-VM: live-done token=T sha256=H after=N note=N
 #   OKEANOS-VM: error MESSAGE
+# and, from the live task while it runs (not result lines):
+#   OKEANOS-VM-READY: sha256=H       token.txt and seq.txt are written and synced
+#   OKEANOS-VM-PROGRESS: N           after-N.txt is written and synced
 # The lines are printed only after umount returned, so the data has reached the disk (umount
 # syncs and issues a cache flush, which qemu turns into NBD_CMD_FLUSH).
 
@@ -81,6 +91,27 @@ case "$task" in
     fi
     umount /mnt || fail "umount"
     say "check-done token=$found sha256=$sha note=${note:--}"
+    ;;
+  live)
+    [ -n "$token" ] && [ -n "$lines" ] && [ -n "$note" ] || fail "no-token-lines-or-note"
+    mount -t ext4 "$disk" /mnt || fail "mount-ext4"
+    echo "$token" >/mnt/token.txt || fail "write-token"
+    seq 1 "$lines" >/mnt/seq.txt || fail "write-seq"
+    sync || fail "sync"
+    sha=$(sha256sum /mnt/seq.txt | cut -d' ' -f1)
+    echo "OKEANOS-VM-READY: sha256=$sha"
+    n=0
+    # Write without pause; look for the host's line between writes (busybox read takes 0.1 s).
+    while ! read -t 0.1 reply; do
+      n=$((n + 1))
+      seq 1 2000 >"/mnt/after-$n.txt" || fail "write-after-$n"
+      sync || fail "sync-after-$n"
+      echo "OKEANOS-VM-PROGRESS: $n"
+    done
+    echo "$note" >/mnt/post.txt || fail "write-post"
+    sync || fail "sync-post"
+    umount /mnt || fail "umount"
+    say "live-done token=$token sha256=$sha after=$n note=$note"
     ;;
   *)
     fail "unknown-task-${task:-none}"

@@ -1,21 +1,23 @@
 /**
  * The pieces of the VM test: build the guest (build-guest.sh), serve a volume with the real
  * `okeanos nbd serve`, boot qemu-system-x86_64 (TCG) on it and read the guest's result line
- * from the serial console, and copy a volume out through the engine for debugfs to read.
+ * from the serial console (or, for a guest that keeps running, wait for its marker lines and
+ * write it a line), make an ext4 image and import it, and copy a volume out through the
+ * engine for debugfs to read.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { open, rm, stat } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { Engine } from "../../engine/engine.ts";
 import { openObjectStore } from "../../engine/blocker/open-store.ts";
-import { cliEntry } from "../../cli/testing/run-cli.ts";
+import { cliEntry, runCli } from "../../cli/testing/run-cli.ts";
 
 const execFileAsync = promisify(execFile);
 
-/** The host tools this test needs: qemu-system-x86 boots, e2fsprogs reads, apt builds. */
-export const hostTools = ["qemu-system-x86_64", "debugfs", "apt-get", "apt-cache", "dpkg-deb", "gzip"] as const;
+/** The host tools this test needs: qemu-system-x86 boots, e2fsprogs makes and reads file systems, apt builds. */
+export const hostTools = ["qemu-system-x86_64", "debugfs", "mkfs.ext4", "apt-get", "apt-cache", "dpkg-deb", "gzip"] as const;
 
 /** First run downloads ~28 MB of packages and unpacks the kernel's modules (~15 s here). */
 export const guestBuildTimeoutMs = 240_000;
@@ -67,13 +69,15 @@ export async function buildGuest(): Promise<Guest> {
 // ── the NBD server ─────────────────────────────────────────────────────────────
 
 export interface Server {
+  /** The serving process: the pid its volume locks name. */
+  pid: number;
   /** SIGTERM, then the graceful shutdown must end with exit code 0. */
   stop(): Promise<void>;
   /** SIGKILL, for cleanup after a failure. */
   kill(): void;
 }
 
-/** `okeanos nbd serve --socket SOCKET NAME` as a child process; resolves once it listens. */
+/** `okeanos nbd serve --socket SOCKET NAME` as a child process; resolves once it listens and its control socket is open. */
 export async function serveVolume(storeDir: string, name: string, socketPath: string): Promise<Server> {
   const child = spawn(process.execPath, [cliEntry, "--store", `file:${storeDir}`, "nbd", "serve", "--socket", socketPath, name], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -81,12 +85,13 @@ export async function serveVolume(storeDir: string, name: string, socketPath: st
   });
   const output = collect(child);
   const exited = exitOf(child);
-  // Node creates the socket file in listen(), which binds and listens in one step.
-  while (!(await exists(socketPath))) {
+  // The banner comes after the NBD socket listens and the control socket is open.
+  while (!output().includes("SIGINT or SIGTERM") || !(await exists(socketPath))) {
     const early = await Promise.race([exited, sleep(50).then(() => undefined)]);
     if (early !== undefined) throw new Error(`okeanos nbd serve exited (${early}) before listening:\n${output()}`);
   }
   return {
+    pid: child.pid as number,
     async stop() {
       child.kill("SIGTERM");
       const code = await Promise.race([exited, sleep(serverStopTimeoutMs).then(() => "timeout")]);
@@ -109,6 +114,11 @@ export interface BootOptions {
   exportName: string;
   /** okeanos.* parameters for the guest's /init (guest-init.sh): task, token, lines, note. */
   params: Record<string, string>;
+  /**
+   * qemu's NBD reconnect-delay: while the server is away (a restart), requests wait this long
+   * for it to come back instead of failing at once. Unset: no reconnection.
+   */
+  reconnectDelaySeconds?: number;
 }
 
 export interface BootResult {
@@ -120,12 +130,28 @@ export interface BootResult {
   elapsedMs: number;
 }
 
+/** Boots the guest (startGuest), waits for power-off and returns the guest's result line. */
+export async function bootGuest(guest: Guest, options: BootOptions): Promise<BootResult> {
+  return startGuest(guest, options).result;
+}
+
+/** A guest that is running: its console so far, its marker lines, a line to it, its result. */
+export interface RunningGuest {
+  console(): string;
+  /** Resolves with the first console line matching `pattern` (searched from the start); fails if qemu exits first. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Writes a line to the guest's console (qemu's stdin). */
+  send(line: string): void;
+  /** Power-off and the result line, as bootGuest returns them. */
+  result: Promise<BootResult>;
+}
+
 /**
  * Boots the guest with the export attached as a virtio disk over NBD (the same drive as
  * `-drive file=nbd+unix:///NAME?socket=SOCKET,format=raw,if=virtio`, spelled out so that a
- * path needs no URI escaping), waits for power-off and returns the guest's result line.
+ * path needs no URI escaping), with the serial console on qemu's stdin and stdout.
  */
-export async function bootGuest(guest: Guest, options: BootOptions): Promise<BootResult> {
+export function startGuest(guest: Guest, options: BootOptions): RunningGuest {
   if (/[,\s]/.test(options.socketPath)) throw new Error(`qemu -drive options cannot carry ${JSON.stringify(options.socketPath)}`);
   const params = Object.entries(options.params).map(([key, value]) => `okeanos.${key}=${value}`);
   const args = [
@@ -134,24 +160,81 @@ export async function bootGuest(guest: Guest, options: BootOptions): Promise<Boo
     ...["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"],
     ...["-kernel", guest.kernelPath, "-initrd", guest.initrdPath],
     // panic=-1: a failing /init panics, the kernel reboots, -no-reboot makes qemu exit.
-    ...["-append", ["console=ttyS0", "panic=-1", ...params].join(" ")],
+    // loglevel=5: errors and warnings reach the console, notices and info do not — the kernel
+    // writes to the console past the tty, and an info line landing inside the guest's result
+    // line ("…note=9ca76[    3.547474] ACPI: PM: Preparing to enter system sleep state S5")
+    // garbles it.
+    ...["-append", ["console=ttyS0", "loglevel=5", "panic=-1", ...params].join(" ")],
     "-drive",
-    `driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=${options.socketPath},file.export=${options.exportName},if=virtio`,
+    [
+      `driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=${options.socketPath},file.export=${options.exportName}`,
+      ...(options.reconnectDelaySeconds === undefined ? [] : [`file.reconnect-delay=${options.reconnectDelaySeconds}`]),
+      "if=virtio",
+    ].join(","),
   ];
   const started = performance.now();
-  const child = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("qemu-system-x86_64", args, { stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin?.on("error", () => undefined); // qemu gone: the result says why
   const output = collect(child);
-  const code = await Promise.race([exitOf(child), sleep(bootTimeoutMs).then(() => "timeout")]);
-  const elapsedMs = performance.now() - started;
-  if (code === "timeout") child.kill("SIGKILL");
-  const consoleText = output().replaceAll("\r", "");
-  const match = /^OKEANOS-VM: (.*)$/m.exec(consoleText);
-  if (code !== "code 0" || match === null || match[1]?.startsWith("error") === true) {
-    throw new Error(`guest boot failed (qemu ${code} after ${Math.round(elapsedMs)} ms, result ${match?.[1] ?? "none"}):\n…${consoleText.slice(-tailChars)}`);
+  const consoleText = () => output().replaceAll("\r", "");
+  const exited = exitOf(child);
+  let code: string | undefined;
+  const result = (async (): Promise<BootResult> => {
+    code = await Promise.race([exited, sleep(bootTimeoutMs).then(() => "timeout")]);
+    const elapsedMs = performance.now() - started;
+    if (code === "timeout") child.kill("SIGKILL");
+    const text = consoleText();
+    const match = /^OKEANOS-VM: (.*)$/m.exec(text);
+    if (code !== "code 0" || match === null || match[1]?.startsWith("error") === true) {
+      throw new Error(`guest boot failed (qemu ${code} after ${Math.round(elapsedMs)} ms, result ${match?.[1] ?? "none"}):\n…${text.slice(-tailChars)}`);
+    }
+    const line = match[1] as string;
+    const fields = new Map(line.split(" ").slice(1).map((field) => field.split("=", 2) as [string, string]));
+    return { result: line, fields, console: text, elapsedMs };
+  })();
+  result.catch(() => undefined); // observed by whoever awaits it; never an unhandled rejection
+  return {
+    console: consoleText,
+    async waitFor(pattern, timeoutMs = bootTimeoutMs) {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const match = pattern.exec(consoleText());
+        if (match !== null) return match;
+        if (code !== undefined || performance.now() > deadline) {
+          throw new Error(`the guest ${code === undefined ? "did not print" : `ended (qemu ${code}) without printing`} ${pattern}:\n…${consoleText().slice(-tailChars)}`);
+        }
+        await sleep(50);
+      }
+    },
+    send(line) {
+      child.stdin?.write(`${line}\n`);
+    },
+    result,
+  };
+}
+
+// ── volumes with a file system made on the host ────────────────────────────────
+
+/**
+ * A volume holding an empty ext4 file system, made by the host's mkfs.ext4 on a sparse raw
+ * file and imported with `okeanos volume import`. ext4 (busybox mke2fs only makes ext2) has a
+ * journal: a snapshot taken while the guest writes is, to the clone, a crash it recovers from.
+ */
+export async function importExt4Volume(storeDir: string, name: string, sizeBytes: number, scratchDir: string): Promise<void> {
+  const rawPath = `${scratchDir}/${name}.ext4.raw`;
+  const file = await open(rawPath, "w");
+  try {
+    await file.truncate(sizeBytes);
+  } finally {
+    await file.close();
   }
-  const result = match[1] as string;
-  const fields = new Map(result.split(" ").slice(1).map((field) => field.split("=", 2) as [string, string]));
-  return { result, fields, console: consoleText, elapsedMs };
+  try {
+    await runTool("mkfs.ext4", ["-q", "-F", "-L", "okeanos", rawPath]);
+    const imported = await runCli(["--store", `file:${storeDir}`, "volume", "import", rawPath, name]);
+    if (imported.code !== 0) throw new Error(`okeanos volume import failed (${imported.code}): ${imported.stderr}`);
+  } finally {
+    await rm(rawPath, { force: true });
+  }
 }
 
 // ── reading a volume through the engine ────────────────────────────────────────
@@ -186,6 +269,14 @@ export async function exportThroughEngine(storeDir: string, name: string, rawPat
   } finally {
     await engine.close();
   }
+}
+
+/** The file system's feature flags (`needs_recovery` when it was mounted: its journal must be replayed). */
+export async function fileSystemFeatures(rawPath: string): Promise<string[]> {
+  const { stdout } = await runTool("debugfs", ["-R", "stats", rawPath]);
+  const match = /^Filesystem features:\s*(.*)$/m.exec(stdout);
+  if (match === null) throw new Error(`debugfs stats shows no features:\n${stdout.slice(0, tailChars)}`);
+  return (match[1] as string).trim().split(/\s+/);
 }
 
 /** A file of the guest's ext2 file system, read with e2fsprogs' debugfs; undefined if absent. */
