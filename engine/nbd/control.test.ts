@@ -4,8 +4,8 @@
  * every refusal (bad JSON, not a request, unknown op, over-long line, unknown volume, a
  * snapshot name already taken, a frozen export) with the connection going on, a snapshot taken
  * while NBD writes are in flight (each write wholly in or wholly out), a snapshot and a resize
- * of a served volume no client has open, the connection limit, shutdown, the client, and the
- * runtime directory's rules.
+ * of a served volume no client has open, the connection limit, shutdown, the client, GO
+ * waiting out a brief lock, and the runtime directory's rules.
  */
 import { spawnSync } from "node:child_process";
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
@@ -18,9 +18,11 @@ import { openObjectStore } from "../blocker/open-store.ts";
 import { callControl, controlUnreachable } from "./control-client.ts";
 import { controlLineMaxBytes, LineSplitter, parseControlRequest, type LineEvent } from "./control-wire.ts";
 import { ControlServer } from "./control.ts";
-import { Command } from "./protocol.ts";
+import { exportLockWaitMs } from "./exports.ts";
+import { Command, Option, OptionReply } from "./protocol.ts";
 import { controlSocketName, findControlSocket, prepareRuntimeDirectory, runtimeDirectories } from "./runtime-dir.ts";
 import { NbdServer } from "./server.ts";
+import { infoRequestData } from "./testing/frames.ts";
 import { RawClient } from "./testing/raw-client.ts";
 
 const KiB = 1024;
@@ -380,6 +382,37 @@ describe("the control server", () => {
     await expect(callControl(silentPath, { op: "status" }, { timeoutMs: 200 })).rejects.toThrow(/no answer/);
     await new Promise((resolve) => mute.close(resolve));
     await new Promise((resolve) => silent.close(resolve));
+  });
+});
+
+describe("GO on a volume another process holds for a moment", () => {
+  it("waits for the lock (a CLI's direct snapshot, a predecessor releasing it) instead of refusing", async () => {
+    const holder = await engine.openVolume("grow", { owner: "a brief holder" }); // a lock of our own: it excludes the registry's too
+    const released = new Promise((resolve) => setTimeout(resolve, 300)).then(() => holder.close());
+    const client = await RawClient.connect(nbdSocket);
+    const started = performance.now();
+    expect((await client.open("grow")).sizeBytes).toBe(2 * volumeBytes);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+    await released;
+    client.request({ type: Command.DISC });
+    expect(await client.closesWithin()).toBe(true);
+  });
+
+  it("refuses with ERR_POLICY naming the holder once exportLockWaitMs has passed", async () => {
+    await eventually(() => nbd.registry.openExports.size === 0, "grow closed");
+    const holder = await engine.openVolume("grow", { owner: "a long holder" });
+    try {
+      const client = await RawClient.connect(nbdSocket);
+      await client.handshake();
+      const started = performance.now();
+      const replies = await client.option(Option.GO, infoRequestData("grow"));
+      expect(performance.now() - started).toBeGreaterThanOrEqual(exportLockWaitMs - 100);
+      expect(replies.at(-1)?.type).toBe(OptionReply.ERR_POLICY);
+      expect(replies.at(-1)?.data.toString()).toContain("a long holder");
+      client.destroy();
+    } finally {
+      await holder.close();
+    }
   });
 });
 

@@ -201,7 +201,7 @@ class ControlConnection {
       for (let event = this.#pending.shift(); event !== undefined && !this.#shuttingDown; event = this.#pending.shift()) {
         const response = await this.#answer(event);
         if (response === undefined || this.#socket.destroyed) continue;
-        if (!this.#socket.write(`${JSON.stringify(response)}\n`)) await new Promise((resolve) => this.#socket.once("drain", resolve));
+        if (!this.#socket.write(`${JSON.stringify(response)}\n`)) await this.#drainedOrClosed();
       }
     } finally {
       this.#busy = false;
@@ -209,6 +209,19 @@ class ControlConnection {
     // destroySoon, not end: a client that never closes its side must not hold up shutdown.
     if (this.#shuttingDown || this.#inputEnded) this.#socket.destroySoon();
     else this.#socket.resume();
+  }
+
+  /** A client that does not read its responses is not read either (and one that goes away frees us). */
+  #drainedOrClosed(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#socket.off("drain", done);
+        this.#socket.off("close", done);
+        resolve();
+      };
+      this.#socket.on("drain", done);
+      this.#socket.on("close", done);
+    });
   }
 
   async #answer(event: LineEvent): Promise<ControlResponse | undefined> {

@@ -8,7 +8,8 @@
  *   in it. `volume resize` goes the same way.
  * - Restart safety: the server is stopped (SIGTERM) and started again under a qemu-io that
  *   connected with `reconnect-delay`, once while it sleeps and once while it writes without
- *   pause; qemu reconnects, every command succeeds, and the data is all there.
+ *   pause; qemu reconnects, every command succeeds, and the data is all there. A server killed
+ *   outright (SIGKILL) is replaced too: its socket file is stale, its lock gone with it.
  *
  * With CI=true a missing tool fails the suite; otherwise it is skipped loudly.
  */
@@ -43,7 +44,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "okeanos-nbd-live-"));
   storeDir = join(dir, "store");
   const engine = await Engine.init(await openObjectStore(`file:${storeDir}`, { create: true }), { blockSizeBytes });
-  for (const name of ["live", "restart-idle", "restart-busy"]) await engine.createVolume(name, volumeBytes);
+  for (const name of ["live", "restart-idle", "restart-killed", "restart-busy"]) await engine.createVolume(name, volumeBytes);
   await engine.close();
 });
 
@@ -296,6 +297,34 @@ describe.skipIf(!available)("restart under a reconnecting qemu", () => {
       const content = await readThroughEngine("restart-idle");
       expect(content.subarray(0, 64 * KiB).every((byte) => byte === 1)).toBe(true);
       expect(content.subarray(64 * KiB, 128 * KiB).every((byte) => byte === 2)).toBe(true);
+    },
+    120_000,
+  );
+
+  it(
+    "a killed server is replaced: its stale socket file is removed, qemu-io reconnects, flushed data is there",
+    async () => {
+      const socketPath = join(dir, "restart-killed.sock");
+      let server = await serve("restart-killed", socketPath);
+      const qemu = start("stdbuf", [
+        "-oL",
+        "qemu-io",
+        "--image-opts",
+        imageOpts(socketPath, "restart-killed"),
+        // The small read after the flush prints once the flush is done (flush prints nothing).
+        ...["-c", "write -P 3 0 64k", "-c", "flush", "-c", "read -P 3 0 4k", "-c", "sleep 3000"],
+        ...["-c", "write -P 4 64k 64k", "-c", "read -P 3 0 64k", "-c", "read -P 4 64k 64k"],
+      ]);
+      await qemu.waitFor(/^read 4096\/4096 bytes at offset 0$/m);
+      server.child.kill("SIGKILL"); // no shutdown: the socket file stays, the kernel drops the lock
+      expect(await server.exited).toBe(128 + 9);
+      server = await serve("restart-killed", socketPath);
+      expect(await qemu.exited, `${qemu.stdout()}\n${qemu.stderr()}`).toBe(0);
+      expect(`${qemu.stdout()}${qemu.stderr()}`).not.toMatch(/fail|error/i);
+      await stop(server);
+      const content = await readThroughEngine("restart-killed");
+      expect(content.subarray(0, 64 * KiB).every((byte) => byte === 3)).toBe(true);
+      expect(content.subarray(64 * KiB, 128 * KiB).every((byte) => byte === 4)).toBe(true);
     },
     120_000,
   );
