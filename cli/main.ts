@@ -9,6 +9,9 @@ import { storeUriDefault } from "./context.ts";
 import { errorLines, exitCodeOf, exitCodes } from "./output.ts";
 import { registerGcCommand } from "./commands/gc.ts";
 import { registerNbdCommands } from "./commands/nbd.ts";
+import { registerServeCommand } from "./commands/serve.ts";
+import { registerTokenCommands } from "./commands/token.ts";
+import { registerUserCommands } from "./commands/user.ts";
 import { registerStoreCommands } from "./commands/store.ts";
 import { registerVolumeCommands } from "./commands/volume.ts";
 
@@ -37,6 +40,9 @@ Run \`okeanos <command> --help\` for a command's options and examples.`,
   registerVolumeCommands(program);
   registerGcCommand(program);
   registerNbdCommands(program);
+  registerServeCommand(program);
+  registerUserCommands(program);
+  registerTokenCommands(program);
   return program;
 }
 

@@ -1,0 +1,72 @@
+/**
+ * The one HTTP server: every service is an encapsulated plugin mounted at its prefix.
+ *
+ *   /identity/…     identity (Keystone v3, v2.0)       identity/plugin.ts
+ *   /auth/v1.0      Swift v1 auth                       identity/plugin.ts
+ *   /healthz        200 when the database answers
+ *   /metrics        Prometheus text format              metrics.ts
+ *
+ * Logs are pino (fastify's), one line per request with its id; each response carries the id
+ * as X-Openstack-Request-Id, as OpenStack services do, so a client's error can be found in
+ * the log.
+ */
+import { randomUUID } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import { sql } from "kysely";
+import type { MetadataDatabase } from "../db/index.ts";
+import { IdentityService, identityPlugin, swiftAuthPlugin, type IdentityServiceOptions } from "../identity/index.ts";
+import { HttpMetrics } from "./metrics.ts";
+
+/**
+ * Bytes of any request body unless a route says otherwise. Identity's routes allow 16 KiB;
+ * object uploads will stream and set their own.
+ */
+export const requestBodyBytesMaxDefault = 1024 * 1024;
+
+export interface ServerOptions {
+  db: MetadataDatabase;
+  /** The public base URL for catalogs and version documents; by default each request's own. */
+  publicUrl?: string;
+  region?: string;
+  logger?: FastifyServerOptions["logger"];
+  tokenTtlMs?: number;
+  throttle?: IdentityServiceOptions["throttle"];
+  now?: () => number;
+}
+
+export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    genReqId: () => `req-${randomUUID()}`,
+    bodyLimit: requestBodyBytesMaxDefault,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  const identity = new IdentityService({
+    db: options.db,
+    ...(options.tokenTtlMs !== undefined && { tokenTtlMs: options.tokenTtlMs }),
+    ...(options.throttle !== undefined && { throttle: options.throttle }),
+    ...(options.now !== undefined && { now: options.now }),
+  });
+  app.decorate("identity", identity);
+  app.addHook("onSend", async (request, reply) => {
+    reply.header("x-openstack-request-id", request.id);
+  });
+  new HttpMetrics().install(app);
+
+  app.get("/healthz", async (_request, reply) => {
+    await sql`select 1`.execute(options.db.kysely);
+    return reply.type("text/plain").send("ok\n");
+  });
+
+  const pluginOptions = { service: identity, ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }), ...(options.region !== undefined && { region: options.region }) };
+  await app.register(identityPlugin, { ...pluginOptions, prefix: "/identity" });
+  await app.register(swiftAuthPlugin, { ...pluginOptions, prefix: "/auth" });
+  return app;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** The identity service, for plugins that check tokens in-process (identity/require-token.ts). */
+    identity: IdentityService;
+  }
+}
