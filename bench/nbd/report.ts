@@ -66,7 +66,8 @@ export class Results {
 /** "1.23 (0.98–1.40)": median of the per-round ratios and their range. */
 export function formatRatio(ratio: { median: number; min: number; max: number; rounds: number } | undefined): string {
   if (ratio === undefined) return "—";
-  const median = round(ratio.median, 3).toString();
+  // Two significant digits: the noise floor here is ±25% (../shared/notes/nbd.md).
+  const median = round(ratio.median, 2).toString();
   return ratio.rounds === 1 ? median : `${median} (${round(ratio.min, 2)}–${round(ratio.max, 2)})`;
 }
 
