@@ -10,6 +10,7 @@ import { errorLines, exitCodeOf, exitCodes } from "./output.ts";
 import { registerGcCommand } from "./commands/gc.ts";
 import { registerNbdCommands } from "./commands/nbd.ts";
 import { registerServeCommand } from "./commands/serve.ts";
+import { registerQuotaCommands } from "./commands/quota.ts";
 import { registerTokenCommands } from "./commands/token.ts";
 import { registerUserCommands } from "./commands/user.ts";
 import { registerStoreCommands } from "./commands/store.ts";
@@ -43,6 +44,7 @@ Run \`okeanos <command> --help\` for a command's options and examples.`,
   registerServeCommand(program);
   registerUserCommands(program);
   registerTokenCommands(program);
+  registerQuotaCommands(program);
   return program;
 }
 

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CommanderError } from "commander";
 import { describe, expect, it } from "vitest";
+import { DbError, dbErrorCodes, type DbErrorCode } from "../db/index.ts";
 import { EngineError, engineErrorCodes, type EngineErrorCode } from "../engine/errors.ts";
 import { errorLines, exitCodeOf, exitCodes, LocalFileError, localFileError, table, UsageError } from "./output.ts";
 
@@ -9,7 +10,9 @@ describe("exit codes", () => {
   it("gives every EngineError code its own exit code, apart from the CLI's own", () => {
     const engineCodes = Object.keys(engineErrorCodes) as EngineErrorCode[];
     const numbers = engineCodes.map((code) => exitCodeOf(new EngineError(code, "x")));
-    expect(new Set([...numbers, exitCodes.ok, exitCodes.internal, exitCodes.usage, exitCodes.file]).size).toBe(engineCodes.length + 4);
+    const dbCodes = Object.keys(dbErrorCodes) as DbErrorCode[];
+    const dbNumbers = dbCodes.map((code) => exitCodeOf(new DbError(code, "x")));
+    expect(new Set([...numbers, ...dbNumbers, exitCodes.ok, exitCodes.internal, exitCodes.usage, exitCodes.file]).size).toBe(engineCodes.length + dbCodes.length + 4);
     expect(exitCodeOf(new CommanderError(1, "commander.unknownOption", "error: unknown option"))).toBe(exitCodes.usage);
     expect(exitCodeOf(new UsageError("x"))).toBe(exitCodes.usage);
     expect(exitCodeOf(new LocalFileError("x"))).toBe(exitCodes.file);
@@ -26,6 +29,7 @@ describe("exit codes", () => {
       ["usage", exitCodes.usage],
       ["file", exitCodes.file],
       ...Object.entries(exitCodes.engine),
+      ...Object.entries(exitCodes.database).map(([code, exit]): [string, number] => [`DB_${code}`, exit]),
     ]);
     expect(documented).toEqual(expected);
   });

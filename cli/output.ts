@@ -9,6 +9,7 @@
 import { CommanderError } from "commander";
 import Table from "cli-table3";
 import cliProgress from "cli-progress";
+import { isDbError, type DbErrorCode } from "../db/index.ts";
 import { isEngineError, type EngineErrorCode } from "../engine/errors.ts";
 
 /** What a command hands back to be printed: the human text and the machine value. */
@@ -100,7 +101,7 @@ function formatMiB(bytes: number): string {
 // ── errors and exit codes ──────────────────────────────────────────────────
 
 /**
- * Exit codes: one per EngineError code, so a script can tell "not found" from "locked"
+ * Exit codes: one per EngineError code and one per DbError code, so a script can tell "not found" from "locked"
  * without parsing messages. cli/README.md documents the same table (a test compares them).
  */
 export const exitCodes = {
@@ -124,6 +125,18 @@ export const exitCodes = {
     ECLOSED: 19,
     EIO: 20,
   } satisfies Record<EngineErrorCode, number>,
+  /** The metadata database's DbError codes (user, token, quota commands); README: `DB_<code>`. */
+  database: {
+    ENOT_FOUND: 30,
+    EEXISTS: 31,
+    EINVALID: 32,
+    EQUOTA_EXCEEDED: 33,
+    EQUOTA_NEGATIVE: 34,
+    ECOMMISSION_RESOLVED: 35,
+    ECLIENT_KEY_REUSED: 36,
+    EBUSY: 37,
+    EUNSUPPORTED: 38,
+  } satisfies Record<DbErrorCode, number>,
 } as const;
 
 /** An error about a local file named on the command line (not the store): exit code 3. */
@@ -157,6 +170,7 @@ export class UsageError extends Error {
 
 export function exitCodeOf(error: unknown): number {
   if (isEngineError(error)) return exitCodes.engine[error.code];
+  if (isDbError(error)) return exitCodes.database[error.code];
   if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : exitCodes.usage;
   if (error instanceof UsageError) return exitCodes.usage;
   if (error instanceof LocalFileError) return exitCodes.file;

@@ -6,3 +6,5 @@ export { IdentityError, identityErrors, keystoneErrorBody, type IdentityErrorCod
 export { hashPassword, verifyPassword, passwordLengthMax, scryptCostLog2Default } from "./password.ts";
 export { LoginThrottle, loginFailuresMaxDefault, loginFailureWindowMsDefault } from "./throttle.ts";
 export { catalogServices, regionDefault } from "./catalog.ts";
+export { quotaRoutes, accountBodyBytesMax, type QuotaRoutesOptions } from "./quotas.ts";
+export { astakosFaultBody, astakosFaults, toAstakosFault, type AstakosFault } from "./astakos-errors.ts";

@@ -6,6 +6,8 @@
  *                                         GET /v3          v3 version document
  *                                         /v3/auth/tokens  keystone-v3.ts
  *                                         GET /v2.0, POST /v2.0/tokens   keystone-v2.ts
+ *                                         /account/v1.0/…  quotas.ts (Astakos's quota API, its
+ *                                                          own error body: astakos-errors.ts)
  *   swiftAuthPlugin  mount at /auth       GET /v1.0        swift-v1.ts
  *
  * Both share one IdentityService (the database and the login throttle).
@@ -15,6 +17,7 @@ import { regionDefault } from "./catalog.ts";
 import { IdentityError, sendKeystoneError } from "./errors.ts";
 import { keystoneV2Routes } from "./keystone-v2.ts";
 import { keystoneV3Routes } from "./keystone-v3.ts";
+import { quotaRoutes } from "./quotas.ts";
 import type { IdentityService } from "./service.ts";
 import { swiftV1Routes } from "./swift-v1.ts";
 import { v2Version, v3Version, versionList } from "./versions.ts";
@@ -28,6 +31,8 @@ export interface IdentityPluginOptions {
   /** The server's public base URL (`https://cloud.example.org`); by default the request's own. */
   publicUrl?: string;
   region?: string;
+  /** Names or uuids of the users whose tokens are service credentials (quotas.ts). */
+  serviceUsers?: readonly string[];
 }
 
 function keystoneErrors(app: FastifyInstance): void {
@@ -58,6 +63,7 @@ export async function identityPlugin(app: FastifyInstance, options: IdentityPlug
     },
     { prefix: "/v2.0" },
   );
+  await app.register(async (account) => quotaRoutes(account, { service, serviceUsers: options.serviceUsers ?? [] }), { prefix: "/account/v1.0" });
 }
 
 export async function swiftAuthPlugin(app: FastifyInstance, options: IdentityPluginOptions): Promise<void> {

@@ -2,6 +2,7 @@
  * The one HTTP server: every service is an encapsulated plugin mounted at its prefix.
  *
  *   /identity/…     identity (Keystone v3, v2.0)       identity/plugin.ts
+ *   /identity/account/v1.0/…  Astakos quotas, commissions  identity/quotas.ts
  *   /auth/v1.0      Swift v1 auth                       identity/plugin.ts
  *   /healthz        200 when the database answers
  *   /metrics        Prometheus text format              metrics.ts
@@ -32,6 +33,8 @@ export interface ServerOptions {
   tokenTtlMs?: number;
   throttle?: IdentityServiceOptions["throttle"];
   now?: () => number;
+  /** Users whose tokens may issue and resolve quota commissions (identity/quotas.ts). */
+  serviceUsers?: readonly string[];
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
@@ -59,7 +62,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   });
 
   const pluginOptions = { service: identity, ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }), ...(options.region !== undefined && { region: options.region }) };
-  await app.register(identityPlugin, { ...pluginOptions, prefix: "/identity" });
+  await app.register(identityPlugin, { ...pluginOptions, serviceUsers: options.serviceUsers ?? [], prefix: "/identity" });
   await app.register(swiftAuthPlugin, { ...pluginOptions, prefix: "/auth" });
   return app;
 }

@@ -52,7 +52,7 @@ export function registerNbdCommands(program: Command): void {
     .action((names: string[], options: ServeOptions, command: Command) => serve(globalOptions(command), names, options));
 }
 
-function portArgument(text: string): number {
+export function portArgument(text: string): number {
   const port = Number(text);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`${text} is not a TCP port`);
   return port;
@@ -106,7 +106,7 @@ async function checkExportsExist(engine: Engine, names: readonly string[]): Prom
   for (const name of names) await engine.maps.lookup(name);
 }
 
-function listenError(error: unknown): unknown {
+export function listenError(error: unknown): unknown {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL" || code === "ENOENT") {
     return new UsageError(`cannot listen: ${(error as Error).message}`);
@@ -130,7 +130,7 @@ function nextSignal(): Promise<NodeJS.Signals> {
 }
 
 /** One line per event on stderr: `okeanos nbd: message key=value …`. */
-function stderrLogger(debug: boolean): Logger {
+export function stderrLogger(debug: boolean): Logger {
   const line = (fields: Record<string, unknown>, message: string) => {
     const details = Object.entries(fields).map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
     process.stderr.write(`okeanos nbd: ${[message, ...details].join(" ")}\n`);

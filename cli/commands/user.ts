@@ -3,7 +3,7 @@
  * database directly (no server needed; safe beside a running `okeanos serve`).
  */
 import { Option, type Command } from "commander";
-import { createUser, deleteUser, getUser, getUserByName, listUsers, updateUser, type MetadataDatabase, type User, type UserPatch } from "../../db/index.ts";
+import { createUser, DbError, deleteUser, getUser, getUserByName, listUsers, updateUser, type MetadataDatabase, type User, type UserPatch } from "../../db/index.ts";
 import { hashPassword } from "../../identity/index.ts";
 import { examples, report } from "../context.ts";
 import { fieldTable, table, UsageError, type Report } from "../output.ts";
@@ -44,7 +44,7 @@ function userFields(user: User): string {
 /** A user by uuid or name. */
 export async function findUser(db: MetadataDatabase, ref: string): Promise<User> {
   const user = /^[0-9a-f]{8}-[0-9a-f-]{27}$/.test(ref) ? await getUser(db, ref) : await getUserByName(db, ref);
-  if (user === undefined) throw new UsageError(`no user ${ref}`);
+  if (user === undefined) throw new DbError("ENOT_FOUND", `no user ${ref}`, { user: ref });
   return user;
 }
 

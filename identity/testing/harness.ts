@@ -2,7 +2,7 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { createUser, type MetadataDatabase, type User } from "../../db/index.ts";
 import { hashPassword } from "../password.ts";
-import { identityPlugin, swiftAuthPlugin } from "../plugin.ts";
+import { identityPlugin, swiftAuthPlugin, type IdentityPluginOptions } from "../plugin.ts";
 import { IdentityService } from "../service.ts";
 import type { LoginThrottleOptions } from "../throttle.ts";
 
@@ -16,11 +16,15 @@ export interface IdentityHarness {
   addUser(name: string, password: string, state?: "active" | "disabled"): Promise<User>;
 }
 
-export async function identityHarness(db: MetadataDatabase, throttle: LoginThrottleOptions = {}): Promise<IdentityHarness> {
+export async function identityHarness(
+  db: MetadataDatabase,
+  throttle: LoginThrottleOptions = {},
+  plugin: Pick<IdentityPluginOptions, "serviceUsers"> = {},
+): Promise<IdentityHarness> {
   const clock = { nowMs: Date.UTC(2030, 0, 1) };
   const service = new IdentityService({ db, now: () => clock.nowMs, throttle, tokenTtlMs: 3_600_000 });
   const app = Fastify({ routerOptions: { ignoreTrailingSlash: true } });
-  await app.register(identityPlugin, { service, prefix: "/identity" });
+  await app.register(identityPlugin, { ...plugin, service, prefix: "/identity" });
   await app.register(swiftAuthPlugin, { service, prefix: "/auth" });
   await app.ready();
   return {
