@@ -5,7 +5,8 @@
  */
 import { EngineError } from "./errors.ts";
 import type { ObjectStore } from "./blocker/object-store.ts";
-import type { HashAlgorithm } from "./blocker/content.ts";
+import type { HashAlgorithm, PutBlockResult } from "./blocker/content.ts";
+import { HashPool } from "./blocker/hash-pool.ts";
 import { blockCount } from "./mapper/entries.ts";
 import type { DirectoryEntry, MapHeader } from "./mapper/headers.ts";
 import { MapStore } from "./mapper/map-store.ts";
@@ -14,6 +15,20 @@ import { diffMaps, type DiffResult } from "./mapper/diff.ts";
 import { collectGarbage, type GcOptions, type GcResult } from "./mapper/gc.ts";
 import { storeStats, type StoreStats } from "./mapper/stats.ts";
 import { Volume, type VolumeOpenOptions } from "./volume.ts";
+import {
+  copyFile,
+  createFile,
+  fileHashmap,
+  missingBlocks,
+  openFile,
+  storeBlock,
+  writeFile,
+  type CreateFileResult,
+  type FileHashmap,
+  type FileReader,
+  type WriteFileOptions,
+  type WriteFileResult,
+} from "./files.ts";
 import type { LockHolder } from "./blocker/object-store.ts";
 
 export interface MapInfo {
@@ -33,6 +48,8 @@ export interface InitOptions {
 
 export class Engine {
   readonly maps: MapStore;
+  /** Hashes file blocks off the event loop; its threads start on first use. */
+  readonly #hashPool = new HashPool();
 
   private constructor(maps: MapStore) {
     this.maps = maps;
@@ -52,6 +69,10 @@ export class Engine {
 
   get blockSizeBytes(): number {
     return this.maps.blockSizeBytes;
+  }
+
+  get hashAlgorithm(): HashAlgorithm {
+    return this.maps.header.hashAlgorithm;
   }
 
   async createVolume(name: string, sizeBytes: number): Promise<MapHeader> {
@@ -145,8 +166,49 @@ export class Engine {
     return storeStats(this.maps);
   }
 
+  // ── files (Pithos+ object versions; files.ts) ──────────────────────────────
+
+  /** A frozen "file" map of stored blocks; if any are missing, names nothing and lists them. */
+  createFile(name: string, sizeBytes: number, hashes: readonly Buffer[]): Promise<CreateFileResult> {
+    return createFile(this.maps, name, sizeBytes, hashes);
+  }
+
+  /** Block hashes and Merkle root of a frozen map whose blocks are all content-addressed. */
+  fileHashmap(name: string): Promise<FileHashmap> {
+    return fileHashmap(this.maps, name);
+  }
+
+  /** A new "file" map naming the same blocks: O(map), no block object created. */
+  copyFile(source: string, dest: string): Promise<MapHeader> {
+    return copyFile(this.maps, source, dest);
+  }
+
+  /** Reads any frozen map (file, snapshot, image) by byte range. */
+  openFile(name: string): Promise<FileReader> {
+    return openFile(this.maps, name);
+  }
+
+  /** The distinct hashes, in first-appearance order, that name no stored block. */
+  missingBlocks(hashes: readonly Buffer[]): Promise<Buffer[]> {
+    return missingBlocks(this.maps, hashes);
+  }
+
+  /** Stores one block content-addressed, hashing off the event loop; `data` may be detached (files.ts storeBlock). */
+  storeBlock(data: Uint8Array): Promise<PutBlockResult> {
+    return storeBlock(this.maps, this.#hashPool, data);
+  }
+
+  /** Streams `source` into blocks and names a "file" map of them (files.ts writeFile). */
+  writeFile(name: string, source: AsyncIterable<Uint8Array>, options: WriteFileOptions = {}): Promise<WriteFileResult> {
+    return writeFile(this.maps, this.#hashPool, name, source, options);
+  }
+
   async close(): Promise<void> {
-    await this.objects.close();
+    try {
+      await this.#hashPool.close();
+    } finally {
+      await this.objects.close();
+    }
   }
 
   async #withWritable<T>(name: string, action: (volume: Volume) => Promise<T>): Promise<T> {

@@ -57,9 +57,13 @@ export function decodeStoreHeader(data: Buffer): StoreHeader {
   };
 }
 
-/** A volume is writable; snapshots and images are frozen maps. */
-export type MapKind = "volume" | "snapshot" | "image";
-const mapKinds: readonly MapKind[] = ["volume", "snapshot", "image"];
+/**
+ * A volume is writable; snapshots, images and files are frozen maps. A file (a Pithos+
+ * object version, engine/files.ts) is created from content-addressed blocks: all its
+ * entries are content or zero entries, and its content hash is set from the start.
+ */
+export type MapKind = "volume" | "snapshot" | "image" | "file";
+const mapKinds: readonly MapKind[] = ["volume", "snapshot", "image", "file"];
 
 export interface MapHeader {
   mapId: string;

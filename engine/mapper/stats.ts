@@ -4,6 +4,7 @@
  * and sharing that content addressing, snapshots and clones buy.
  */
 import { objectKind, type ObjectKind } from "./object-kinds.ts";
+import type { MapKind } from "./headers.ts";
 import type { MapStore } from "./map-store.ts";
 
 export interface StoreStats {
@@ -13,6 +14,7 @@ export interface StoreStats {
   volumes: number;
   snapshots: number;
   images: number;
+  files: number;
   objects: number;
   storedBytes: number;
   byKind: Partial<Record<ObjectKind, { objects: number; bytes: number }>>;
@@ -27,7 +29,7 @@ export interface StoreStats {
 export async function storeStats(maps: MapStore): Promise<StoreStats> {
   const named = await maps.list();
   let logicalBytes = 0;
-  const counts = { volume: 0, snapshot: 0, image: 0 };
+  const counts: Record<MapKind, number> = { volume: 0, snapshot: 0, image: 0, file: 0 };
   for (const entry of named) {
     counts[entry.kind]++;
     const header = await maps.loadHeader(entry.mapId);
@@ -57,6 +59,7 @@ export async function storeStats(maps: MapStore): Promise<StoreStats> {
     volumes: counts.volume,
     snapshots: counts.snapshot,
     images: counts.image,
+    files: counts.file,
     objects,
     storedBytes,
     byKind,

@@ -1,0 +1,133 @@
+import { spawnSync } from "node:child_process";
+import { randomFillSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import { isEngineError } from "../errors.ts";
+import { blockHash, hashAlgorithms, strippedLength } from "./content.ts";
+import { HashPool, hashPoolDefaultSize, hashPoolSizeMax, inlineHashMaxBytes } from "./hash-pool.ts";
+
+/** Random data, then `zeroTailBytes` NULs (the Pithos rule strips them); all zeros when `allZero`. */
+const blocks = fc
+  .record({
+    dataBytes: fc.integer({ min: 0, max: 3 * 64 * 1024 }),
+    zeroTailBytes: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 70 * 1024 })),
+    allZero: fc.boolean(),
+    seed: fc.integer(),
+  })
+  .map(({ dataBytes, zeroTailBytes, allZero, seed }) => {
+    const block = Buffer.alloc(dataBytes + zeroTailBytes);
+    if (!allZero) {
+      randomFillSync(block, 0, dataBytes);
+      // The last data byte non-zero, so the tail really is the NUL run's whole length.
+      if (dataBytes > 0) block[dataBytes - 1] = (seed & 0xff) | 1;
+    }
+    return block;
+  });
+
+describe("HashPool", () => {
+  const pools: HashPool[] = [];
+  const pool = (options: ConstructorParameters<typeof HashPool>[0] = {}): HashPool => {
+    const created = new HashPool(options);
+    pools.push(created);
+    return created;
+  };
+  afterEach(async () => {
+    await Promise.all(pools.splice(0).map((created) => created.close()));
+  });
+
+  it("sizes itself from the cores available, 1 to 4", () => {
+    expect(hashPoolDefaultSize()).toBeGreaterThanOrEqual(1);
+    expect(hashPoolDefaultSize()).toBeLessThanOrEqual(hashPoolSizeMax);
+    expect(() => new HashPool({ size: 0 })).toThrow();
+    expect(() => new HashPool({ size: hashPoolSizeMax + 1 })).toThrow();
+  });
+
+  for (const algorithm of hashAlgorithms) {
+    it(`hashes like blockHash on threads and inline (${algorithm}), incl. all-zero and trailing-zero blocks`, async () => {
+      const threaded = pool({ size: 2, inlineHashMaxBytes: 0 });
+      const mixed = pool({ size: 2 });
+      await fc.assert(
+        fc.asyncProperty(blocks, async (block) => {
+          const expected = blockHash(algorithm, block);
+          const original = Buffer.from(block);
+          for (const candidate of [threaded, mixed]) {
+            const hashed = await candidate.hashBlock(algorithm, Buffer.from(original));
+            expect(hashed.hash.equals(expected)).toBe(true);
+            expect(hashed.strippedBytes).toBe(strippedLength(original));
+            expect(hashed.data.equals(original)).toBe(true);
+          }
+        }),
+        { numRuns: 60 },
+      );
+      expect(threaded.threadCount).toBeGreaterThan(0);
+    });
+  }
+
+  it("starts threads lazily, never more than its size, and answers many concurrent requests", async () => {
+    const hashing = pool({ size: 2 });
+    expect(hashing.threadCount).toBe(0);
+    await hashing.hashBlock("sha256", Buffer.alloc(100)); // small: inline, no thread
+    expect(hashing.threadCount).toBe(0);
+    const inputs = Array.from({ length: 24 }, (_, index) => randomFillSync(Buffer.alloc(inlineHashMaxBytes + index * 1000)));
+    const expected = inputs.map((block) => blockHash("blake3", block));
+    const hashed = await Promise.all(inputs.map((block) => hashing.hashBlock("blake3", block)));
+    expect(hashed.map((result) => result.hash.toString("hex"))).toEqual(expected.map((hash) => hash.toString("hex")));
+    expect(hashing.threadCount).toBe(2);
+  });
+
+  it("moves a whole ArrayBuffer to the thread and back, and copies a view of part of one", async () => {
+    const hashing = pool({ size: 1, inlineHashMaxBytes: 0 });
+    const whole = randomFillSync(Buffer.allocUnsafeSlow(8192));
+    const copy = Buffer.from(whole);
+    const moved = await hashing.hashBlock("sha256", whole);
+    expect(whole.length).toBe(0); // detached: the memory went to the thread
+    expect(moved.data.equals(copy)).toBe(true);
+
+    const larger = randomFillSync(Buffer.alloc(8192));
+    const part = larger.subarray(100, 5000);
+    const lent = await hashing.hashBlock("sha256", part);
+    expect(part.length).toBe(4900); // untouched: a copy went instead
+    expect(lent.data.equals(part)).toBe(true);
+    expect(lent.hash.equals(blockHash("sha256", part))).toBe(true);
+  });
+
+  it("fails queued and later requests with ECLOSED once closed", async () => {
+    const hashing = pool({ size: 1, inlineHashMaxBytes: 0 });
+    const pending = Array.from({ length: 8 }, () => hashing.hashBlock("sha256", Buffer.alloc(4 * 1024 * 1024, 1)).then(
+      () => "hashed",
+      (error: unknown) => (isEngineError(error, "ECLOSED") ? "closed" : `other: ${String(error)}`),
+    ));
+    await hashing.close();
+    const outcomes = await Promise.all(pending);
+    expect(outcomes.every((outcome) => outcome === "hashed" || outcome === "closed")).toBe(true);
+    expect(outcomes).toContain("closed");
+    await expect(hashing.hashBlock("sha256", Buffer.alloc(10))).rejects.toSatisfy((error) => isEngineError(error, "ECLOSED"));
+    await hashing.close(); // idempotent
+  });
+
+  it("never keeps the process alive: a script that does not close its pool exits", () => {
+    const poolUrl = new URL("./hash-pool.ts", import.meta.url).href;
+    const script = `
+      import { HashPool } from ${JSON.stringify(poolUrl)};
+      const pool = new HashPool({ inlineHashMaxBytes: 0 });
+      const hashed = await pool.hashBlock("sha256", Buffer.alloc(1 << 20, 7));
+      process.stdout.write(hashed.hash.toString("hex"));
+    `;
+    const dir = mkdtempSync(join(tmpdir(), "okeanos-hash-pool-"));
+    const scriptPath = join(dir, "no-close.mjs");
+    writeFileSync(scriptPath, script);
+    let child;
+    try {
+      child = spawnSync(process.execPath, [scriptPath], { timeout: 20_000, encoding: "utf8" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(child.error).toBeUndefined();
+    expect(child.stderr).toBe("");
+    expect(child.status).toBe(0);
+    expect(child.stdout).toBe(blockHash("sha256", Buffer.alloc(1 << 20, 7)).toString("hex"));
+  });
+});
