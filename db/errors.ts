@@ -7,13 +7,20 @@
  * errors (connection refused, disk full) pass through unchanged.
  */
 export const dbErrorCodes = {
-  /** A user, resource or commission does not exist. */
+  /** A user, resource, commission, container, object or version does not exist. */
   ENOT_FOUND: "not found",
   /** A user name (or uuid) is already taken. */
   EEXISTS: "already exists",
+  /** Pithos+: deleting a container that still holds objects (Swift 409). */
+  ECONFLICT: "conflict with the current state",
+  /** Pithos+: `If-None-Match: *` on an existing object, or not the expected current version (412). */
+  EPRECONDITION: "precondition failed",
   /** An argument outside what the operation accepts (empty name, non-integer quantity…). */
   EINVALID: "invalid argument",
-  /** Astakos `NoCapacityError`: the provision would take usage (with pending) over the limit. */
+  /**
+   * Astakos `NoCapacityError`: the provision would take usage (with pending) over the limit.
+   * Pithos+: a version would take a container or account past its quota_bytes (413).
+   */
   EQUOTA_EXCEEDED: "quota exceeded",
   /** Astakos `NoQuantityError`: a release would take usage (with pending) below zero. */
   EQUOTA_NEGATIVE: "quota usage would go below zero",

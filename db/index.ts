@@ -2,10 +2,17 @@
 export { openDatabase, type DatabaseEngine, type MetadataDatabase, type OpenDatabaseOptions } from "./connect.ts";
 export { dbErrorCodes, DbError, isDbError, type DbErrorCode } from "./errors.ts";
 export { latestMigration, migrateToLatest } from "./migrations/index.ts";
-export type { CommissionState, Database, UserState } from "./schema.ts";
+export type { CommissionState, Database, PithosSharingAccess, PithosVersioning, PithosVersionState, UserState } from "./schema.ts";
 export { inTransaction } from "./transaction.ts";
 export * from "./queries/users.ts";
 export * from "./queries/tokens.ts";
 export * from "./queries/quotas.ts";
 export * from "./queries/commissions.ts";
+export * from "./queries/pithos-accounts.ts";
+export * from "./queries/pithos-containers.ts";
+export * from "./queries/pithos-objects.ts";
+export * from "./queries/pithos-object-listing.ts";
+export * from "./queries/pithos-sharing.ts";
+export { mergeMeta, type LocatedObject, type PithosContainer, type PithosMeta, type PithosObject, type PithosSharing, type PithosVersion } from "./queries/pithos-common.ts";
+export { compareNames, successorOf, type ListingOptions } from "./queries/pithos-listing.ts";
 export * as limits from "./queries/limits.ts";

@@ -15,6 +15,16 @@
  *          └─< quota_holdings >── quota_resources
  *                  ^
  *   commissions ─< commission_provisions   (provision → holding (user_uuid, resource))
+ *
+ * Pithos+ (synnefo.md B; the data of each version is an engine map named by map_name):
+ *
+ *   pithos_accounts ─┬─< pithos_groups              (account, group name, member uuid)
+ *                    └─< pithos_containers ─< pithos_objects ─┬─< pithos_versions
+ *                                                              └─< pithos_sharing
+ *
+ * An object (node) is stable across versions: its path, uuid, sharing and public token. Each
+ * upload or metadata change adds a version; at most one version of an object is `current`.
+ * Names and paths sort in UTF-8 byte order on both engines (PostgreSQL: COLLATE "C").
  */
 import type { Generated } from "kysely";
 
@@ -97,6 +107,121 @@ export interface CommissionProvisionsTable {
   quantity: number;
 }
 
+export const pithosVersioningPolicies = ["auto", "none"] as const;
+/** Container policy (synnefo.md B.5): `auto` keeps old versions as history, `none` drops them. */
+export type PithosVersioning = (typeof pithosVersioningPolicies)[number];
+
+export const pithosVersionStates = ["current", "history", "deleted"] as const;
+/**
+ * Pithos's version clusters: `current` (normal), `history` (replaced), `deleted` (the current
+ * version at the time the object was deleted, kept under versioning `auto`).
+ */
+export type PithosVersionState = (typeof pithosVersionStates)[number];
+
+export const pithosSharingAccesses = ["read", "write"] as const;
+export type PithosSharingAccess = (typeof pithosSharingAccesses)[number];
+
+/** A Pithos+ account: one per user, created on first use. */
+export interface PithosAccountsTable {
+  /** The user's uuid (Pithos+ URLs name accounts by uuid). */
+  account: string;
+  /** JSON text of {key: value} (`X-Account-Meta-*`). */
+  meta: string;
+  /** Null: unlimited. */
+  quota_bytes: number | null;
+  created_at: number;
+  /** Changes to the account itself (meta, groups, quota, containers added or removed). */
+  modified_at: number;
+}
+
+/** `X-Account-Group-<name>: uuid,uuid`: one row per member. Sharing names `account:name`. */
+export interface PithosGroupsTable {
+  account: string;
+  name: string;
+  member: string;
+}
+
+export interface PithosContainersTable {
+  id: Generated<number>;
+  account: string;
+  /** Unique per account; byte order. */
+  name: string;
+  versioning: PithosVersioning;
+  /** Null: unlimited. */
+  quota_bytes: number | null;
+  /** JSON text of {key: value} (`X-Container-Meta-*`). */
+  meta: string;
+  /**
+   * Current versions in the container and the sum of their sizes, kept by every write under the
+   * container's row lock (Swift's container stats are synchronous too, swift.md 4). Expired
+   * versions (delete_at passed) count until expireObjects removes them.
+   */
+  object_count: number;
+  bytes_used: number;
+  created_at: number;
+  /** The container's meta or policy changed, or an object in it did. */
+  modified_at: number;
+}
+
+/** An object (Pithos's node): what stays the same across its versions. */
+export interface PithosObjectsTable {
+  id: Generated<number>;
+  container_id: number;
+  /** Unique per container; byte order. */
+  path: string;
+  /**
+   * Stable across versions, renames and metadata changes; a new one when the path is written
+   * again after a delete (a new object). Plankton uses it as the image id.
+   */
+  uuid: string;
+  /** 16 characters [0-9a-zA-Z] (`/pithos/public/<token>`); null: not public. */
+  public_token: string | null;
+}
+
+/**
+ * `X-Object-Sharing: read=…;write=…`: one row per entry. An entry (`grantee`) is a user uuid,
+ * `<account>:<group>` or `*` (everyone). Applies to the object and, inherited, to the objects
+ * below it (`a` and `a/` for `a/b`).
+ */
+export interface PithosSharingTable {
+  object_id: number;
+  access: PithosSharingAccess;
+  grantee: string;
+}
+
+export interface PithosVersionsTable {
+  /** Global, increasing, never reused (Pithos's version serial, `X-Object-Version`). */
+  serial: Generated<number>;
+  object_id: number;
+  state: PithosVersionState;
+  /** The engine map holding the data. A metadata-only change or a move reuses the map. */
+  map_name: string;
+  size_bytes: number;
+  /** Merkle root, hex (`X-Object-Hash`, synnefo.md B.4). */
+  content_hash: string;
+  /** MD5 hex of the data, or a manifest's etag. */
+  etag: string;
+  content_type: string;
+  content_encoding: string | null;
+  content_disposition: string | null;
+  /** DLO: the `X-Object-Manifest` value `<container>/<prefix>`. */
+  manifest: string | null;
+  /** SLO: JSON text of the segment list. */
+  slo_manifest: string | null;
+  /** JSON text of {key: value} (`X-Object-Meta-*`). */
+  meta: string;
+  /** `X-Delete-At` in ms: from then on the version reads as absent. */
+  delete_at: number | null;
+  modified_at: number;
+  /** The uuid of the user who wrote the version. */
+  modified_by: string;
+  /**
+   * When it stopped being current (replaced or deleted); null while current. With modified_at
+   * it says which version was current at any time (listings `until`).
+   */
+  ended_at: number | null;
+}
+
 export interface Database {
   users: UsersTable;
   tokens: TokensTable;
@@ -104,4 +229,10 @@ export interface Database {
   quota_holdings: QuotaHoldingsTable;
   commissions: CommissionsTable;
   commission_provisions: CommissionProvisionsTable;
+  pithos_accounts: PithosAccountsTable;
+  pithos_groups: PithosGroupsTable;
+  pithos_containers: PithosContainersTable;
+  pithos_objects: PithosObjectsTable;
+  pithos_sharing: PithosSharingTable;
+  pithos_versions: PithosVersionsTable;
 }

@@ -4,6 +4,8 @@
  *   /identity/…     identity (Keystone v3, v2.0)       identity/plugin.ts
  *   /identity/account/v1.0/…  Astakos quotas, commissions  identity/quotas.ts
  *   /auth/v1.0      Swift v1 auth                       identity/plugin.ts
+ *   /object-store/… the object store (Swift + Pithos+)  gateways/pithos/plugin.ts
+ *   /public/{token} published objects, no auth          gateways/pithos/public.ts
  *   /healthz        200 when the database answers
  *   /metrics        Prometheus text format              metrics.ts
  *
@@ -16,6 +18,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastif
 import { sql } from "kysely";
 import type { MetadataDatabase } from "../db/index.ts";
 import { IdentityService, identityPlugin, swiftAuthPlugin, type IdentityServiceOptions } from "../identity/index.ts";
+import { pithosPlugin, publicPlugin, type PithosService } from "../gateways/pithos/index.ts";
 import { HttpMetrics } from "./metrics.ts";
 
 /**
@@ -35,6 +38,8 @@ export interface ServerOptions {
   now?: () => number;
   /** Users whose tokens may issue and resolve quota commissions (identity/quotas.ts). */
   serviceUsers?: readonly string[];
+  /** The object store over the engine; without it /object-store and /public are not served. */
+  pithos?: PithosService;
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
@@ -44,6 +49,9 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     bodyLimit: requestBodyBytesMaxDefault,
     routerOptions: { ignoreTrailingSlash: true },
   });
+  // Swift's server-side copy and Pithos+'s move are their own verbs (swift.md 9).
+  app.addHttpMethod("COPY", { hasBody: true });
+  app.addHttpMethod("MOVE", { hasBody: true });
   const identity = new IdentityService({
     db: options.db,
     ...(options.tokenTtlMs !== undefined && { tokenTtlMs: options.tokenTtlMs }),
@@ -64,6 +72,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const pluginOptions = { service: identity, ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }), ...(options.region !== undefined && { region: options.region }) };
   await app.register(identityPlugin, { ...pluginOptions, serviceUsers: options.serviceUsers ?? [], prefix: "/identity" });
   await app.register(swiftAuthPlugin, { ...pluginOptions, prefix: "/auth" });
+  if (options.pithos !== undefined) {
+    const pithosOptions = { service: options.pithos, identity, ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }) };
+    await app.register(pithosPlugin, { ...pithosOptions, prefix: "/object-store" });
+    await app.register(publicPlugin, { service: options.pithos, prefix: "/public" });
+  }
   return app;
 }
 

@@ -8,7 +8,10 @@
  * Without a store at --store the HTTP APIs still start, with a warning that NBD is off.
  */
 import { type Command } from "commander";
-import { ensureResources, migrateToLatest, openDatabase, standardResources } from "../../db/index.ts";
+import { randomBytes } from "node:crypto";
+import { createUser, ensureResources, listUsers, migrateToLatest, openDatabase, standardResources, type MetadataDatabase } from "../../db/index.ts";
+import { PithosService } from "../../gateways/pithos/index.ts";
+import { hashPassword } from "../../identity/password.ts";
 import { Engine } from "../../engine/engine.ts";
 import { isEngineError } from "../../engine/errors.ts";
 import { nbdPortDefault, NbdServer } from "../../engine/nbd/server.ts";
@@ -61,25 +64,29 @@ export function registerServeCommand(program: Command): void {
     .action((options: ServeOptions, command: Command) => serve(options, command));
 }
 
-/** The NBD server over every volume of the store, or undefined (--no-nbd, or no store yet). */
-async function startNbd(options: ServeOptions, store: string): Promise<{ server: NbdServer; engine: Engine } | undefined> {
-  if (!options.nbd) return undefined;
-  let engine: Engine;
+/**
+ * The engine on --store, shared by the NBD server and the object store. On the embedded
+ * default (a file store) a missing store is created, so `okeanos serve` in an empty
+ * directory needs no other setup; any other missing store is an error.
+ */
+async function openEngine(store: string): Promise<{ engine: Engine; created: boolean }> {
+  const objects = await openObjectStore(store);
   try {
-    const objects = await openObjectStore(store);
     try {
-      engine = await Engine.open(objects);
+      return { engine: await Engine.open(objects), created: false };
     } catch (error) {
-      await objects.close();
-      throw error;
+      if (!(isEngineError(error) && error.code === "ENO_STORE" && store.startsWith("file:"))) throw error;
+      return { engine: await Engine.init(objects), created: true };
     }
   } catch (error) {
-    if (isEngineError(error) && error.code === "ENO_STORE") {
-      process.stderr.write(`okeanos serve: no store at ${store}: NBD is off (okeanos store init creates one)\n`);
-      return undefined;
-    }
+    await objects.close();
     throw error;
   }
+}
+
+/** The NBD server over every volume of the store, or undefined with --no-nbd. */
+async function startNbd(options: ServeOptions, engine: Engine): Promise<NbdServer | undefined> {
+  if (!options.nbd) return undefined;
   const tcp = options.nbdPort !== undefined || options.nbdSocket === undefined ? { port: options.nbdPort ?? nbdPortDefault, host: options.bind } : undefined;
   const server = new NbdServer({
     engine,
@@ -95,7 +102,36 @@ async function startNbd(options: ServeOptions, store: string): Promise<{ server:
     await engine.close();
     throw listenError(error);
   }
-  return { server, engine };
+  return server;
+}
+
+/** The first administrator of an empty database, with a password shown once. */
+interface FirstUser {
+  name: string;
+  password: string;
+}
+
+export const firstUserName = "admin";
+
+async function createFirstUser(db: MetadataDatabase): Promise<FirstUser | undefined> {
+  if ((await listUsers(db, { limit: 1 })).length > 0) return undefined;
+  const password = randomBytes(12).toString("base64url");
+  await createUser(db, { name: firstUserName, passwordHash: await hashPassword(password) });
+  return { name: firstUserName, password };
+}
+
+function loginHelp(base: string, firstUser: FirstUser | undefined): string[] {
+  const name = firstUser?.name ?? "NAME";
+  const password = firstUser === undefined ? "PASSWORD" : firstUser.password;
+  return [
+    ...(firstUser === undefined
+      ? []
+      : [`First user created: ${firstUser.name}, password ${firstUser.password} (shown once; change it: okeanos user modify ${firstUser.name} --password-stdin)`]),
+    `Log in: swift -A ${base}/auth/v1.0 -U ${name} -K ${password} stat`,
+    `        openstack --os-auth-url ${base}/identity/v3 --os-username ${name} --os-password ${password} --os-project-name ${name} \\`,
+    `          --os-user-domain-name Default --os-project-domain-name Default token issue`,
+    ...(firstUser === undefined ? ["        (more users: okeanos user create NAME --password-stdin)"] : []),
+  ];
 }
 
 async function serve(options: ServeOptions, command: Command): Promise<void> {
@@ -105,19 +141,25 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     process.once("SIGINT", () => resolve("SIGINT"));
     process.once("SIGTERM", () => resolve("SIGTERM"));
   });
-  let nbd: { server: NbdServer; engine: Engine } | undefined;
+  let engine: Engine | undefined;
+  let nbd: NbdServer | undefined;
   try {
     await migrateToLatest(db);
     await ensureResources(db, standardResources);
+    const firstUser = await createFirstUser(db);
+    const opened = await openEngine(global.store);
+    engine = opened.engine;
+    if (opened.created) process.stderr.write(`okeanos serve: created a new store at ${global.store}\n`);
     const app = await buildServer({
       db,
       logger: { level: options.logLevel },
       serviceUsers: options.serviceUser,
+      pithos: new PithosService({ engine, db }),
       ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }),
     });
     await app.listen({ port: options.port, host: options.bind });
     try {
-      nbd = await startNbd(options, global.store);
+      nbd = await startNbd(options, engine);
     } catch (error) {
       await app.close(); // else the HTTP server would keep the process alive over a closed database
       throw error;
@@ -126,17 +168,16 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     const port = typeof address === "object" && address !== null ? address.port : options.port;
     const host = options.bind.includes(":") ? `[${options.bind}]` : options.bind;
     const base = options.publicUrl ?? `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${port}`;
-    const nbdUris = nbd?.server.uris("NAME") ?? [];
+    const nbdUris = nbd?.uris("NAME") ?? [];
     const text = [
       `okeanos serve: listening on ${options.bind}:${port}, database ${db.description}`,
       `  identity (Keystone v3)  ${base}/identity/v3`,
       `  Swift v1 auth           ${base}/auth/v1.0`,
       `  quotas (Astakos)        ${base}/identity/account/v1.0/quotas`,
+      `  object store (Swift)    ${base}/object-store/v1/AUTH_<user uuid>   public links ${base}/public/…`,
       `  health, metrics         ${base}/healthz  ${base}/metrics`,
       ...(nbd === undefined ? ["  NBD                     off"] : nbdUris.map((uri, i) => `  ${i === 0 ? "NBD (every volume)     " : "                       "} ${uri}`)),
-      `Log in: openstack --os-auth-url ${base}/identity/v3 --os-username NAME --os-password PW --os-project-name NAME \\`,
-      `          --os-user-domain-name Default --os-project-domain-name Default token issue`,
-      `        (create a user first: okeanos user create NAME --password-stdin)`,
+      ...loginHelp(base, firstUser),
       "SIGINT or SIGTERM stops: requests in flight finish, volumes are flushed.",
     ].join("\n");
     // The banner goes to stderr: stdout carries pino's JSON log lines.
@@ -145,10 +186,10 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     const signal = await stopped;
     app.log.info({ signal }, "shutting down");
     // Both at once: each lets its requests in flight finish; NBD flushes and unlocks volumes.
-    await Promise.all([app.close(), nbd?.server.close()]);
+    await Promise.all([app.close(), nbd?.close()]);
   } finally {
     try {
-      await nbd?.engine.close();
+      await engine?.close();
     } finally {
       await db.close();
     }

@@ -12,6 +12,7 @@ import type { Kysely } from "kysely";
 import { Migrator, NO_MIGRATIONS, type Migration, type MigrationProvider, type MigrationResult } from "kysely/migration";
 import type { DatabaseEngine, MetadataDatabase } from "../connect.ts";
 import * as identity from "./0001-identity.ts";
+import * as pithos from "./0002-pithos.ts";
 
 interface EngineMigration {
   up(db: Kysely<unknown>, engine: DatabaseEngine): Promise<void>;
@@ -19,8 +20,12 @@ interface EngineMigration {
 }
 
 /** In order; names sort in the same order (Kysely checks). */
-const migrations: ReadonlyArray<readonly [string, EngineMigration]> = [["0001-identity", identity]];
+const migrations: ReadonlyArray<readonly [string, EngineMigration]> = [
+  ["0001-identity", identity],
+  ["0002-pithos", pithos],
+];
 
+export const migrationNames: readonly string[] = migrations.map(([name]) => name);
 export const latestMigration = migrations[migrations.length - 1]![0];
 
 class InCodeMigrationProvider implements MigrationProvider {

@@ -1,26 +1,29 @@
 import { sql } from "kysely";
 import { describe, expect, it } from "vitest";
 import { describeEachEngine } from "../testing/databases.ts";
-import { latestMigration, migrateDownToEmpty, migrateToLatest } from "./index.ts";
+import { latestMigration, migrateDownToEmpty, migrateToLatest, migrationNames } from "./index.ts";
 
 const identityTables = ["commission_provisions", "commissions", "quota_holdings", "quota_resources", "tokens", "users"];
+const pithosTables = ["pithos_accounts", "pithos_containers", "pithos_groups", "pithos_objects", "pithos_sharing", "pithos_versions"];
 
 describeEachEngine("migrations", (databases) => {
   it("run up from an empty database, then find nothing more to do", async () => {
     const db = await databases.connect(await databases.freshUrl());
     const results = await migrateToLatest(db);
-    expect(results.map((r) => [r.migrationName, r.direction, r.status])).toEqual([[latestMigration, "Up", "Success"]]);
+    expect(results.map((r) => [r.migrationName, r.direction, r.status])).toEqual(migrationNames.map((name) => [name, "Up", "Success"]));
     const tables = (await db.kysely.introspection.getTables()).map((t) => t.name).sort();
-    expect(tables).toEqual(identityTables);
+    expect(tables).toEqual([...identityTables, ...pithosTables].sort());
     expect(await migrateToLatest(db)).toEqual([]);
   });
 
   it("run down to empty and up again", async () => {
     const db = await databases.open();
     const down = await migrateDownToEmpty(db);
-    expect(down.map((r) => [r.migrationName, r.direction, r.status])).toEqual([[latestMigration, "Down", "Success"]]);
+    expect(down.map((r) => [r.migrationName, r.direction, r.status])).toEqual(
+      [...migrationNames].reverse().map((name) => [name, "Down", "Success"]),
+    );
     expect((await db.kysely.introspection.getTables()).map((t) => t.name)).toEqual([]);
-    expect((await migrateToLatest(db)).map((r) => r.status)).toEqual(["Success"]);
+    expect((await migrateToLatest(db)).map((r) => r.status)).toEqual(migrationNames.map(() => "Success"));
   });
 
   it("survive a reopen: the second open finds the schema in place", async () => {
@@ -67,12 +70,12 @@ describeEachEngine("migrations", (databases) => {
     const url = await databases.freshUrl();
     const nodes = await Promise.all([databases.connect(url), databases.connect(url), databases.connect(url)]);
     const results = await Promise.all(nodes.map((db) => migrateToLatest(db)));
-    expect(results.map((r) => r.length).sort()).toEqual([0, 0, 1]);
+    expect(results.map((r) => r.length).sort()).toEqual([0, 0, migrationNames.length]);
   });
 });
 
 describe("latestMigration", () => {
   it("names the last migration", () => {
-    expect(latestMigration).toBe("0001-identity");
+    expect(latestMigration).toBe("0002-pithos");
   });
 });

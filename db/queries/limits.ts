@@ -74,3 +74,38 @@ export function checkListLimit(value: number | undefined, fallback: number): num
   if (value === undefined) return fallback;
   return Math.min(checkInteger("limit", value, { min: 1 }), listLimitMax);
 }
+
+// Pithos+ (synnefo.md B.1, swift.md 4–5 and 8). Names are measured in UTF-8 bytes, as Swift
+// measures them; metadata in characters, which is never stricter than a byte count.
+
+/** swift.md 4: a container name of more than 256 bytes → 400 (`max_container_name_length`). */
+export const pithosContainerNameBytesMax = 256;
+/** swift.md 5: an object name of more than 1024 bytes → 400 (`max_object_name_length`). */
+export const pithosObjectPathBytesMax = 1024;
+/** swift.md 8: `container_listing_limit`, the default and the maximum of `limit`. */
+export const pithosListingLimitMax = 10_000;
+/**
+ * Metadata per account, container or version. Swift's /info: max_meta_count 90, name 128,
+ * value 256 bytes (Pithos+ allows 32 keys); the gateways enforce their protocol's figures, this
+ * layer the widest of them.
+ */
+export const pithosMetaKeysMax = 90;
+export const pithosMetaKeyLengthMax = 128;
+export const pithosMetaValueLengthMax = 256;
+/** Groups an account defines (`X-Account-Group-*`): each is one header of ≤ 8192 bytes. */
+export const pithosGroupsPerAccountMax = 128;
+export const pithosGroupNameLengthMax = 128;
+/** A header of 8192 bytes holds about 220 uuids; 1000 leaves room for POSTs that merge. */
+export const pithosGroupMembersMax = 1000;
+/** Entries of one object's read plus write lists (`X-Object-Sharing`, one header). */
+export const pithosSharingEntriesMax = 1000;
+/** Engine map names are short generated ids; anything near this is a bug. */
+export const pithosMapNameLengthMax = 256;
+/** Merkle roots and MD5s are hex (64, 32); a quoted manifest etag is a little longer. */
+export const pithosHashLengthMax = 128;
+/** Content-Type, Content-Encoding, Content-Disposition values: header values (≤ 8192 bytes). */
+export const pithosHeaderValueLengthMax = 8192;
+/** `X-Object-Manifest: <container>/<prefix>`: a container name, a slash and an object path. */
+export const pithosManifestLengthMax = pithosContainerNameBytesMax + 1 + pithosObjectPathBytesMax;
+/** swift.md 9: /info `slo.max_manifest_size` 8 MiB (the PUT body; the stored form is alike). */
+export const pithosSloManifestLengthMax = 8 * 1024 * 1024;

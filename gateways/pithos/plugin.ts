@@ -1,0 +1,100 @@
+/**
+ * The object store as one encapsulated fastify plugin, mounted at `/object-store`:
+ *
+ *   GET  /info                         capabilities, no auth (swift.md 9)
+ *   GET  /v1                           accounts that share with the caller (Pithos+)
+ *   *    /v1/{account}[/{container}[/{object}]]   account.ts, container.ts, object-*.ts
+ *
+ * One wildcard route per level instead of fastify's parametric routes: object names may hold
+ * any byte sequence, a trailing `/` and `%2F`, which only a split of the raw path keeps exact
+ * (swift.md 11.3). Bodies are never parsed by fastify: handlers read the request stream
+ * themselves, so uploads of any size stream in fixed memory.
+ *
+ * Every response carries X-Trans-Id / X-Openstack-Request-Id and Date; errors are Swift's
+ * small HTML bodies (wire/errors.ts), 401 with Www-Authenticate.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { IdentityService } from "../../identity/index.ts";
+import { accountRoutes, sharingAccounts } from "./account.ts";
+import { containerRoutes } from "./container.ts";
+import { authenticateRequest, type PithosContext } from "./context.ts";
+import { sendPithosError } from "./http-errors.ts";
+import { objectRoutes } from "./object.ts";
+import type { PithosService } from "./service.ts";
+import { PithosError } from "./wire/errors.ts";
+import { capabilities } from "./wire/info.ts";
+import { parseObjectStorePath } from "./wire/names.ts";
+import { transId } from "./wire/timestamps.ts";
+
+export interface PithosPluginOptions {
+  service: PithosService;
+  identity: IdentityService;
+  /** Public base URL (for public links); by default the request's own. */
+  publicUrl?: string;
+}
+
+type Handler = (context: PithosContext) => Promise<FastifyReply>;
+type MethodTable = Partial<Record<string, Handler>>;
+
+export async function pithosPlugin(app: FastifyInstance, options: PithosPluginOptions): Promise<void> {
+  // Handlers stream request bodies themselves (request.raw); fastify must not read them.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined));
+  app.setErrorHandler(sendPithosError);
+  app.setNotFoundHandler((request, reply) => sendPithosError(new PithosError("ENOT_FOUND"), request, reply));
+  // Swift's transaction id in both headers (swift.md 2); this hook runs after serve's, which
+  // sets X-Openstack-Request-Id to fastify's request id (the log has both).
+  app.addHook("onSend", async (request, reply) => {
+    const id = transId();
+    request.log.debug({ transId: id }, "object-store: transaction id");
+    reply.header("x-trans-id", id).header("x-openstack-request-id", id);
+  });
+
+  app.get("/info", async (_request, reply) => reply.type("application/json; charset=utf-8").send(JSON.stringify(capabilities())));
+
+  const levels: Record<"account" | "container" | "object", MethodTable> = {
+    account: accountRoutes,
+    container: containerRoutes,
+    object: objectRoutes,
+  };
+  const prefixLength = app.prefix.length + "/v1".length;
+  const dispatch = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const url = request.raw.url ?? "/";
+    const queryStart = url.indexOf("?");
+    const rawPath = url.slice(prefixLength, queryStart < 0 ? url.length : queryStart);
+    const query = new URLSearchParams(queryStart < 0 ? "" : url.slice(queryStart + 1));
+    const path = parseObjectStorePath(`/v1${rawPath}`);
+    const caller = await authenticateRequest(options.identity, request, query, path.account);
+    if (path.kind === "root") {
+      if (request.method !== "GET" && request.method !== "HEAD") throw new PithosError("EMETHOD_NOT_ALLOWED");
+      return sharingAccounts(request, reply, options.service, caller, query);
+    }
+    // Accounts are users: a name that is no user's uuid holds nothing.
+    if (path.accountUuid === undefined) throw new PithosError("ENOT_FOUND");
+    const handler: Handler | undefined = levels[path.kind][request.method];
+    if (handler === undefined) throw new PithosError("EMETHOD_NOT_ALLOWED");
+    return handler({
+      request,
+      reply,
+      service: options.service,
+      caller,
+      account: path.accountUuid,
+      containerName: path.container,
+      objectPath: path.object,
+      query,
+      publicUrl: options.publicUrl,
+    });
+  };
+  app.route({
+    method: ["GET", "HEAD", "PUT", "POST", "DELETE", "COPY", "MOVE"],
+    url: "/v1",
+    exposeHeadRoute: false,
+    handler: dispatch,
+  });
+  app.route({
+    method: ["GET", "HEAD", "PUT", "POST", "DELETE", "COPY", "MOVE"],
+    url: "/v1/*",
+    exposeHeadRoute: false,
+    handler: dispatch,
+  });
+}

@@ -1,0 +1,208 @@
+/**
+ * The object store's operations, apart from HTTP: what the Pithos+ routes, Plankton and the
+ * CLI share. Data lives in the engine (one frozen map of content-addressed blocks per data
+ * version, named `pithos.<uuid>`), records in the metadata database.
+ *
+ * Order of effects, so a crash anywhere loses nothing acknowledged and corrupts nothing:
+ *   1. blocks stored, map created and durable (engine)       — invisible until 3
+ *   2. quota reserved (commission issued)
+ *   3. version recorded (one database transaction)           — the new version is visible
+ *   4. quota accepted; maps no version names any more deleted from the engine
+ * A crash before 3 leaves an unnamed-by-the-database map (space only, reclaimed by
+ * `okeanos file fsck`-style sweeps) and maybe a pending commission (counted, never lost).
+ */
+import { randomUUID } from "node:crypto";
+import type { Engine } from "../../engine/engine.ts";
+import { isEngineError } from "../../engine/errors.ts";
+import {
+  deleteObject,
+  getCurrent,
+  putVersion,
+  type MetadataDatabase,
+  type PithosContainer,
+  type PithosObject,
+  type PithosVersion,
+  type NewPithosVersion,
+} from "../../db/index.ts";
+import { zeroBlockHash } from "../../engine/blocker/content.ts";
+import { reserveDiskspace } from "./quota.ts";
+import { PithosError } from "./wire/errors.ts";
+import { maxFileSizeBytes } from "./wire/info.ts";
+
+export const fileMapPrefix = "pithos.";
+
+export function newFileMapName(): string {
+  return `${fileMapPrefix}${randomUUID().replaceAll("-", "")}`;
+}
+
+export interface PithosServiceOptions {
+  engine: Engine;
+  db: MetadataDatabase;
+}
+
+/** What a new version carries besides its data. */
+export type VersionFields = Omit<NewPithosVersion, "mapName" | "sizeBytes" | "contentHash" | "etag">;
+
+export interface StoredVersion {
+  object: PithosObject;
+  version: PithosVersion;
+}
+
+export interface WriteConditions {
+  /** `If-None-Match: *`: create only. */
+  createOnly?: boolean;
+  /** The caller read this current version and decided on it (If-Match). */
+  expectCurrentSerial?: number;
+}
+
+export class PithosService {
+  readonly engine: Engine;
+  readonly db: MetadataDatabase;
+
+  constructor(options: PithosServiceOptions) {
+    this.engine = options.engine;
+    this.db = options.db;
+  }
+
+  get blockSizeBytes(): number {
+    return this.engine.blockSizeBytes;
+  }
+
+  get hashAlgorithm(): string {
+    return this.engine.hashAlgorithm;
+  }
+
+  /** H(""): the hash of an all-zero block, and the one hash of an empty object's hashmap. */
+  get zeroBlockHashHex(): string {
+    return zeroBlockHash(this.engine.hashAlgorithm).toString("hex");
+  }
+
+  /**
+   * Stores a stream as a new version. `expectedMd5` (the request's ETag) is checked after the
+   * data is in: a mismatch records nothing (422).
+   */
+  async putFromStream(
+    container: PithosContainer,
+    path: string,
+    source: AsyncIterable<Uint8Array>,
+    fields: VersionFields,
+    options: WriteConditions & { expectedMd5?: string; expectedSizeBytes?: number; modifiedBy: string },
+  ): Promise<StoredVersion> {
+    const mapName = newFileMapName();
+    const written = await this.engine.writeFile(mapName, source, { computeMd5: true, maxBytes: maxFileSizeBytes });
+    try {
+      if (options.expectedSizeBytes !== undefined && written.sizeBytes !== options.expectedSizeBytes) {
+        throw new PithosError("EBAD_REQUEST", `Received ${written.sizeBytes} bytes, Content-Length said ${options.expectedSizeBytes}.`);
+      }
+      const md5 = written.md5Hex as string;
+      if (options.expectedMd5 !== undefined && options.expectedMd5.replace(/^"|"$/g, "").toLowerCase() !== md5) {
+        throw new PithosError("EETAG_MISMATCH", "Etag of the uploaded data does not match the ETag header.");
+      }
+      return await this.commit(container, path, {
+        ...fields,
+        mapName,
+        sizeBytes: written.sizeBytes,
+        contentHash: written.header.contentHash ?? "",
+        etag: md5,
+      }, options);
+    } catch (error) {
+      await this.#dropMap(mapName);
+      throw error;
+    }
+  }
+
+  /**
+   * Pithos+'s create-from-hashmap: every block must already be stored, else nothing is
+   * created and the missing hashes come back (409).
+   */
+  async putFromHashmap(
+    container: PithosContainer,
+    path: string,
+    sizeBytes: number,
+    hashes: Buffer[],
+    fields: VersionFields,
+    options: WriteConditions & { modifiedBy: string },
+  ): Promise<{ stored: StoredVersion } | { missing: Buffer[] }> {
+    const mapName = newFileMapName();
+    const created = await this.engine.createFile(mapName, sizeBytes, hashes);
+    if (!created.created) return { missing: created.missing };
+    try {
+      const contentHash = created.header.contentHash ?? "";
+      // Pithos's ETag is the Merkle hash when the data never passed through us whole.
+      const stored = await this.commit(container, path, { ...fields, mapName, sizeBytes, contentHash, etag: contentHash }, options);
+      return { stored };
+    } catch (error) {
+      await this.#dropMap(mapName);
+      throw error;
+    }
+  }
+
+  /** A new version whose data is an existing map (copy: a fresh copy of the map; metadata update: the same map). */
+  async commit(container: PithosContainer, path: string, fields: NewPithosVersion, options: WriteConditions & { modifiedBy: string }): Promise<StoredVersion> {
+    const current = await getCurrent(this.db, container.id, path);
+    if (options.createOnly === true && current !== undefined) throw new PithosError("EPRECONDITION_FAILED", "Object already exists.");
+    const deltaBytes = fields.sizeBytes - (current?.version.sizeBytes ?? 0);
+    const reservation = await reserveDiskspace(this.db, container.account, deltaBytes, `pithos put ${container.name}/${path}`);
+    let result;
+    try {
+      result = await putVersion(this.db, container.id, path, fields, {
+        modifiedBy: options.modifiedBy,
+        ...(options.createOnly === true && { ifNoneMatchStar: true }),
+        ...(options.expectCurrentSerial !== undefined && { expectCurrentSerial: options.expectCurrentSerial }),
+      });
+    } catch (error) {
+      await reservation.reject();
+      throw error;
+    }
+    await reservation.accept();
+    await this.dropMaps(result.unreferencedMaps);
+    return { object: result.object, version: result.version };
+  }
+
+  /** Server-side copy: a new map with the same block hashes (no block is copied). */
+  async copy(source: StoredVersion, target: PithosContainer, path: string, fields: VersionFields, options: WriteConditions & { modifiedBy: string }): Promise<StoredVersion> {
+    const mapName = newFileMapName();
+    await this.engine.copyFile(source.version.mapName, mapName);
+    try {
+      return await this.commit(target, path, {
+        ...fields,
+        mapName,
+        sizeBytes: source.version.sizeBytes,
+        contentHash: source.version.contentHash,
+        etag: source.version.etag,
+      }, options);
+    } catch (error) {
+      await this.#dropMap(mapName);
+      throw error;
+    }
+  }
+
+  async delete(container: PithosContainer, path: string, modifiedBy: string): Promise<PithosVersion | undefined> {
+    const current = await getCurrent(this.db, container.id, path);
+    if (current === undefined) return undefined;
+    const reservation = await reserveDiskspace(this.db, container.account, -current.version.sizeBytes, `pithos delete ${container.name}/${path}`);
+    let result;
+    try {
+      result = await deleteObject(this.db, container.id, path, { modifiedBy });
+    } catch (error) {
+      await reservation.reject();
+      throw error;
+    }
+    await reservation.accept();
+    await this.dropMaps(result.unreferencedMaps);
+    return result.deleted;
+  }
+
+  async dropMaps(mapNames: readonly string[]): Promise<void> {
+    for (const name of mapNames) await this.#dropMap(name);
+  }
+
+  async #dropMap(name: string): Promise<void> {
+    try {
+      await this.engine.delete(name);
+    } catch (error) {
+      // Already gone (a retried cleanup): nothing to do. Anything else is left for gc to report.
+      if (!isEngineError(error, "ENOT_FOUND")) throw error;
+    }
+  }
+}
