@@ -136,6 +136,8 @@ export const exitCodes = {
     ECLIENT_KEY_REUSED: 36,
     EBUSY: 37,
     EUNSUPPORTED: 38,
+    ECONFLICT: 39,
+    EPRECONDITION: 40,
   } satisfies Record<DbErrorCode, number>,
 } as const;
 
