@@ -16,6 +16,7 @@ test_debian_packages=(
   e2fsprogs        # debugfs: read the guest's files out of an exported volume (test/vm)
   python3-openstackclient # the real `openstack` client against okeanos serve (identity/real-clients.test.ts)
   python3-swiftclient     # the real `swift` client: v1 and Keystone v3 auth (identity/real-clients.test.ts)
+  rclone           # rclone with a swift remote: sync up/down and check against the object store (gateways/pithos)
   postgresql       # every database test runs on PostgreSQL too; the tests start their own server (db/testing)
   openssl          # throwaway CA and certificates for the NBD TLS tests (engine/nbd/testing/pki.ts)
   ca-certificates  # apt-get download of the guest kernel and busybox (test/vm/build-guest.sh)

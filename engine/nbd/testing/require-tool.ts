@@ -20,6 +20,8 @@ const packageOf: Readonly<Record<string, string>> = {
   nbdsh: "libnbd-bin python3-libnbd",
   nbdkit: "nbdkit",
   fio: "fio",
+  swift: "python3-swiftclient",
+  rclone: "rclone",
 };
 
 export function findTool(name: string): string | undefined {
@@ -57,12 +59,12 @@ export interface ToolResult {
 }
 
 /** Runs a tool (no shell) and resolves whatever its exit code; rejects only if it cannot start or times out. */
-export function runTool(command: string, args: readonly string[], options: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<ToolResult> {
+export function runTool(command: string, args: readonly string[], options: { timeoutMs?: number; env?: Record<string, string>; cwd?: string } = {}): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
     execFile(
       command,
       [...args],
-      { timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...options.env } },
+      { timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...options.env }, cwd: options.cwd },
       (error, stdout, stderr) => {
         if (error === null) {
           resolve({ code: 0, signal: undefined, stdout, stderr });
