@@ -22,6 +22,7 @@ import {
 } from "../../db/index.ts";
 import { isOwner, loadContainer, requireObjectAccess, type PithosContext } from "./context.ts";
 import { publicLink } from "./object-headers.ts";
+import { isPartialUpdate, partialUpdate } from "./partial-update.ts";
 import { parseStoredSlo, viewOf, type StoredSloSegment } from "./object-read.ts";
 import { readBodyBytes, requestBody } from "./request-body.ts";
 import type { StoredVersion, VersionFields } from "./service.ts";
@@ -264,8 +265,13 @@ export async function postObject(context: PithosContext): Promise<FastifyReply> 
   await requireObjectAccess(context, container, path, "write");
   const found = await getCurrent(context.service.db, container.id, path);
   if (found === undefined) throw new PithosError("ENOT_FOUND");
-  if (header(context, "content-range") !== undefined || header(context, "x-source-object") !== undefined || header(context, "x-object-bytes") !== undefined) {
-    throw new PithosError("ENOT_IMPLEMENTED", "Partial updates are not implemented yet.");
+  if (isPartialUpdate(context)) {
+    const stored = await partialUpdate(context);
+    await applySharingAndPublic(context, stored.object);
+    return context.reply
+      .code(204)
+      .headers({ etag: stored.version.etag, "x-object-version": String(stored.version.serial), "last-modified": lastModifiedHeader(stored.version.modifiedAt) })
+      .send();
   }
   const parsed = parseMetadataHeaders("object", context.request.headers);
   const hasMetaChange = Object.keys(parsed.set).length > 0 || parsed.remove.length > 0 || header(context, "content-type") !== undefined || header(context, "content-encoding") !== undefined || header(context, "content-disposition") !== undefined || deleteAtMs(context) !== undefined;
