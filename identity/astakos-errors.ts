@@ -42,6 +42,9 @@ const dbFaults: Record<DbErrorCode, AstakosFaultName> = {
   ECLIENT_KEY_REUSED: "conflict",
   EBUSY: "conflict",
   EUNSUPPORTED: "internalServerError",
+  // The object store's; Astakos's quota API never raises them.
+  ECONFLICT: "conflict",
+  EPRECONDITION: "conflict",
 };
 
 const identityFaults: Record<IdentityErrorCode, AstakosFaultName> = {

@@ -33,6 +33,15 @@ function containerHeaders(context: PithosContext, container: PithosContainer): R
   };
 }
 
+/** Pithos+ `until=<unix seconds>`: list the container as it was then (synnefo.md B.5). */
+function untilMs(query: URLSearchParams): number | undefined {
+  const value = query.get("until");
+  if (value === null || value === "") return undefined;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds < 0) throw new PithosError("EBAD_REQUEST", "Invalid until.");
+  return Math.floor(seconds * 1000);
+}
+
 function policyFromHeaders(context: PithosContext): { versioning?: "auto" | "none"; quotaBytes?: number | null } {
   const versioning = context.request.headers["x-container-policy-versioning"];
   const quota = context.request.headers["x-container-policy-quota"];
@@ -60,7 +69,13 @@ async function getContainer(context: PithosContext): Promise<FastifyReply> {
   const options = parseListingQuery(context.query);
   const { format, contentType } = negotiateListing(context.query.get("format") ?? undefined, context.request.headers.accept);
   const owner = isOwner(context);
-  const page = await listObjects(context.service.db, container.id, { ...options, ...(context.query.has("shared") && { sharedOnly: true }), ...(context.query.has("public") && { publicOnly: true }) });
+  const until = untilMs(context.query);
+  const page = await listObjects(context.service.db, container.id, {
+    ...options,
+    ...(context.query.has("shared") && { sharedOnly: true }),
+    ...(context.query.has("public") && { publicOnly: true }),
+    ...(until !== undefined && { untilMs: until }),
+  });
   const entries: ContainerListingEntry[] = [];
   for (const entry of page) {
     if (entry.kind === "subdir") {

@@ -31,12 +31,19 @@ import { guessContentType } from "./wire/content-type.ts";
 import { PithosError } from "./wire/errors.ts";
 import { maxFileSizeBytes, sloMaxManifestSegments, sloMaxManifestBytes } from "./wire/info.ts";
 import { applyMetadata, parseMetadataHeaders } from "./wire/metadata.ts";
-import { parseObjectManifest, parseObjectPathHeader } from "./wire/names.ts";
+import { parseAccountHeader, parseObjectManifest, parseObjectPathHeader } from "./wire/names.ts";
 import { parseObjectSharing } from "./wire/sharing.ts";
 import { lastModifiedHeader } from "./wire/timestamps.ts";
 
 /** A hashmap body lists one 64-hex hash per block: 5 GiB of 4 KiB blocks is ~1.3 M hashes, ~90 MB of JSON. */
 export const hashmapBodyBytesMax = 96 * 1024 * 1024;
+
+/** An account header (`AUTH_<uuid>` or `<uuid>`) as the account's user uuid; 412 otherwise. */
+function accountOf(value: string): string {
+  const { accountUuid } = parseAccountHeader(value);
+  if (accountUuid === undefined) throw new PithosError("EPRECONDITION_FAILED", "Bad account header");
+  return accountUuid;
+}
 
 function header(context: PithosContext, name: string): string | undefined {
   const value = context.request.headers[name];
@@ -99,7 +106,13 @@ export async function putObject(context: PithosContext): Promise<FastifyReply> {
   const moveFrom = header(context, "x-move-from");
   if (copyFrom !== undefined || moveFrom !== undefined) {
     const source = parseObjectPathHeader(copyFrom !== undefined ? "X-Copy-From" : "X-Move-From", (copyFrom ?? moveFrom) as string);
-    return copyOrMove(context, { containerName: source.container, path: source.object, account: header(context, "x-source-account") }, { container, path }, moveFrom !== undefined ? "move" : "copy");
+    const sourceAccount = header(context, "x-source-account");
+    return copyOrMove(
+      context,
+      { containerName: source.container, path: source.object, account: sourceAccount === undefined ? undefined : accountOf(sourceAccount) },
+      { container, path },
+      moveFrom !== undefined ? "move" : "copy",
+    );
   }
 
   const current = await getCurrent(context.service.db, container.id, path);
@@ -204,8 +217,7 @@ interface SourceRef {
  */
 async function copyOrMove(context: PithosContext, source: SourceRef, target: { container: PithosContainer; path: string }, mode: "copy" | "move"): Promise<FastifyReply> {
   const sourceAccount = source.account ?? context.account;
-  if (sourceAccount !== context.account) throw new PithosError("EFORBIDDEN", "Copies between accounts are not supported yet.");
-  const sourceContainer = await loadContainer(context, source.containerName);
+  const sourceContainer = await loadContainer(context, source.containerName, sourceAccount);
   await requireObjectAccess(context, sourceContainer, source.path, mode === "move" ? "write" : "read");
   const found = await findSourceVersion(context, sourceContainer, source.path);
   const fresh = header(context, "x-fresh-metadata")?.toLowerCase() === "true";
@@ -218,7 +230,8 @@ async function copyOrMove(context: PithosContext, source: SourceRef, target: { c
   });
   const options = { modifiedBy: context.caller.userUuid };
   let stored: StoredVersion;
-  if (mode === "move" && isOwner(context)) {
+  // A move within one account renames (same uuid and map); across accounts it is copy + delete.
+  if (mode === "move" && sourceContainer.account === target.container.account) {
     if (sourceContainer.id === target.container.id && source.path === target.path) throw new PithosError("EBAD_REQUEST", "Source and destination are the same object.");
     stored = await renameObject(context.service.db, sourceContainer.id, source.path, target.container.id, target.path, { ...options, fields });
   } else {
@@ -245,10 +258,7 @@ export async function copyVerb(context: PithosContext): Promise<FastifyReply> {
   if (destination === undefined) throw new PithosError("EPRECONDITION_FAILED", "You must provide a Destination header.");
   const target = parseObjectPathHeader("Destination", destination);
   const destinationAccount = header(context, "destination-account");
-  if (destinationAccount !== undefined && destinationAccount.replace(/^AUTH_/, "") !== context.account) {
-    throw new PithosError("EFORBIDDEN", "Copies between accounts are not supported yet.");
-  }
-  const container = await loadContainer(context, target.container);
+  const container = await loadContainer(context, target.container, destinationAccount === undefined ? context.account : accountOf(destinationAccount));
   await requireObjectAccess(context, container, target.object, "write");
   return copyOrMove(
     context,
