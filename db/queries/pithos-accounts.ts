@@ -6,13 +6,13 @@
  * keeps under the container's row lock. Groups (`X-Account-Group-<name>`) are rows of
  * pithos_groups, so "which groups is user X in" is an index lookup for sharing checks.
  */
-import type { Kysely, Transaction } from "kysely";
-import type { DatabaseEngine, MetadataDatabase } from "../connect.ts";
+import type { Kysely } from "kysely";
+import type { MetadataDatabase } from "../connect.ts";
 import { DbError } from "../errors.ts";
 import type { Database } from "../schema.ts";
 import { inTransaction } from "../transaction.ts";
 import { checkInteger, pithosGroupMembersMax, pithosGroupNameLengthMax, pithosGroupsPerAccountMax } from "./limits.ts";
-import { checkAccount, checkMeta, checkQuota, mergeMeta, parseMeta, type PithosMeta } from "./pithos-common.ts";
+import { checkAccount, checkMeta, checkQuota, insertAccount, lockAccount, mergeMeta, parseMeta, type PithosMeta } from "./pithos-common.ts";
 import { compareNames } from "./pithos-listing.ts";
 
 export type PithosGroups = Record<string, string[]>;
@@ -33,25 +33,6 @@ export interface PithosAccount {
 /** Creates the account's row if it has none; Pithos+ accounts exist from first use. */
 export async function ensureAccount(db: MetadataDatabase, account: string, nowMs = Date.now()): Promise<void> {
   await insertAccount(db.kysely, checkAccount(account), checkInteger("nowMs", nowMs, { min: 0 }));
-}
-
-async function insertAccount(executor: Kysely<Database>, account: string, nowMs: number): Promise<void> {
-  await executor
-    .insertInto("pithos_accounts")
-    .values({ account, meta: "{}", quota_bytes: null, created_at: nowMs, modified_at: nowMs })
-    .onConflict((conflict) => conflict.column("account").doNothing())
-    .execute();
-}
-
-/** The account (created if missing) locked for update on PostgreSQL. */
-export async function lockAccount(tx: Transaction<Database>, engine: DatabaseEngine, account: string, nowMs: number) {
-  await insertAccount(tx, account, nowMs);
-  return tx
-    .selectFrom("pithos_accounts")
-    .selectAll()
-    .where("account", "=", account)
-    .$if(engine === "postgres", (query) => query.forUpdate())
-    .executeTakeFirstOrThrow();
 }
 
 /** Undefined when the account was never used. */

@@ -240,6 +240,25 @@ export async function lockContainer(
   return row;
 }
 
+export async function insertAccount(executor: Kysely<Database>, account: string, nowMs: number): Promise<void> {
+  await executor
+    .insertInto("pithos_accounts")
+    .values({ account, meta: "{}", quota_bytes: null, created_at: nowMs, modified_at: nowMs })
+    .onConflict((conflict) => conflict.column("account").doNothing())
+    .execute();
+}
+
+/** The account (created if missing) locked for update on PostgreSQL. */
+export async function lockAccount(tx: Transaction<Database>, engine: DatabaseEngine, account: string, nowMs: number) {
+  await insertAccount(tx, account, nowMs);
+  return tx
+    .selectFrom("pithos_accounts")
+    .selectAll()
+    .where("account", "=", account)
+    .$if(engine === "postgres", (query) => query.forUpdate())
+    .executeTakeFirstOrThrow();
+}
+
 /** The account's quota and the bytes its containers use (under the caller's locks). */
 export async function accountUsage(
   tx: Kysely<Database>,

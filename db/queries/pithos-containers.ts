@@ -9,7 +9,6 @@ import { DbError } from "../errors.ts";
 import type { Database, PithosVersioning } from "../schema.ts";
 import { inTransaction } from "../transaction.ts";
 import { checkInteger, checkListLimit, pithosListingLimitMax } from "./limits.ts";
-import { lockAccount } from "./pithos-accounts.ts";
 import {
   checkAccount,
   checkContainerName,
@@ -18,6 +17,7 @@ import {
   checkQuota,
   checkVersioning,
   containerFromRow,
+  lockAccount,
   lockContainer,
   mergeMeta,
   parseMeta,
