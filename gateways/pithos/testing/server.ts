@@ -15,6 +15,7 @@ import type { FastifyInstance } from "fastify";
 import { createUser, ensureResources, setLimit, standardResources, type MetadataDatabase, type User } from "../../../db/index.ts";
 import { FileObjectStore } from "../../../engine/blocker/file.ts";
 import type { HashAlgorithm } from "../../../engine/blocker/content.ts";
+import type { ObjectStore } from "../../../engine/blocker/object-store.ts";
 import { Engine } from "../../../engine/engine.ts";
 import { hashPassword } from "../../../identity/password.ts";
 import { buildServer } from "../../../serve/server.ts";
@@ -42,12 +43,15 @@ export interface ServedPithos {
 export interface ServePithosOptions {
   blockSizeBytes?: number;
   hashAlgorithm?: HashAlgorithm;
+  /** Wraps the file store (a counting or fault-injecting layer) before the engine opens it. */
+  wrapStore?: (store: ObjectStore) => ObjectStore;
 }
 
 export async function servePithos(db: MetadataDatabase, options: ServePithosOptions = {}): Promise<ServedPithos> {
   await ensureResources(db, standardResources);
   const storeDir = await mkdtemp(join(tmpdir(), "okeanos-pithos-"));
-  const engine = await Engine.init(await FileObjectStore.open(storeDir), {
+  const files = await FileObjectStore.open(storeDir);
+  const engine = await Engine.init(options.wrapStore?.(files) ?? files, {
     ...(options.blockSizeBytes !== undefined && { blockSizeBytes: options.blockSizeBytes }),
     ...(options.hashAlgorithm !== undefined && { hashAlgorithm: options.hashAlgorithm }),
   });
