@@ -22,7 +22,7 @@ describe("okeanos quota", () => {
   it("list shows the standard resources with units and defaults", async () => {
     const resources = await okJson<Array<{ name: string; unit: string; defaultLimit: number }>>(okeanos("--json", "quota", "list"));
     expect(resources.map((r) => r.name)).toEqual(["compute.cpu", "compute.ram", "compute.vm", "object-store.diskspace", "volume.disk"]);
-    expect(resources.find((r) => r.name === "volume.disk")).toMatchObject({ unit: "bytes", defaultLimit: 0 });
+    expect(resources.find((r) => r.name === "volume.disk")).toMatchObject({ unit: "bytes", defaultLimit: 40 * 1024 ** 3 });
     expect(await ok(okeanos("quota", "list"))).toMatch(/^RESOURCE\s+UNIT\s+DEFAULT\s+DESCRIPTION\n/);
   });
 
@@ -40,7 +40,7 @@ describe("okeanos quota", () => {
     expect(text).toMatch(/^volume\.disk\s+10737418240 \(10 GiB\)\s+0\s+0\s+0$/m);
     await ok(okeanos("quota", "set", "alice", "compute.vm", "default"));
     const back = await okJson<{ quotas: Array<Record<string, unknown>> }>(okeanos("--json", "quota", "show", "alice"));
-    expect(back.quotas.find((q) => q["resource"] === "compute.vm")).toMatchObject({ limit: 0, limitIsDefault: true });
+    expect(back.quotas.find((q) => q["resource"] === "compute.vm")).toMatchObject({ limit: 2, limitIsDefault: true });
   });
 
   it("unknown user or resource exit with the database's ENOT_FOUND code, a bad limit with usage", async () => {

@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -56,6 +56,61 @@ describe.skipIf(!haveNbdinfo)("okeanos serve with NBD", () => {
       expect(info.code, info.stderr).toBe(0);
       const exports = (JSON.parse(info.stdout) as { exports: Array<{ "export-name": string; "export-size": number }> }).exports;
       expect(exports[0]).toMatchObject({ "export-name": "vm1", "export-size": 1024 * 1024 });
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const [code] = await exited;
+    expect(code, stderr).toBe(0);
+  }, 60_000);
+});
+
+const haveSwift = requireTools("swift");
+
+describe.skipIf(!haveSwift)("okeanos serve in an empty directory", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "okeanos-serve-empty-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("creates the store and a first user whose printed password works with the swift CLI", async () => {
+    // No --store, no --database: the embedded defaults under the working directory.
+    const child = spawn(process.execPath, [cliEntry, "--json", "serve", "--port", "0", "--no-nbd", "--log-level", "warn"], {
+      cwd: dir,
+      env: { ...process.env, OKEANOS_DATABASE: undefined, OKEANOS_STORE: undefined },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = once(child, "exit");
+    try {
+      const banner = await new Promise<{ baseUrl: string; firstUser?: { name: string; password: string } }>((resolve, reject) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString();
+          try {
+            resolve(JSON.parse(stdout) as { baseUrl: string; firstUser?: { name: string; password: string } });
+          } catch {
+            // not all of it yet
+          }
+        });
+        child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+      });
+      expect(stderr).toMatch(/created a new store/);
+      const user = banner.firstUser!;
+      expect(user.name).toBe("admin");
+      const swift = (...args: string[]) =>
+        runTool("swift", ["-A", `${banner.baseUrl}/auth/v1.0`, "-U", user.name, "-K", user.password, ...args], { cwd: dir, env: { PATH: `/usr/bin:${process.env["PATH"] ?? ""}` } });
+      await writeFile(join(dir, "note.txt"), "stored in okeanos\n");
+      const upload = await swift("upload", "notes", "note.txt");
+      expect(upload.code, upload.stderr).toBe(0);
+      const download = await swift("download", "notes", "note.txt", "-o", "-");
+      expect(download.stdout).toBe("stored in okeanos\n");
+      expect((await swift("stat")).stdout).toMatch(/Objects: 1/);
+      const wrong = await swift("-K", "wrong", "stat");
+      expect(wrong.code).not.toBe(0);
     } finally {
       child.kill("SIGTERM");
     }

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The first quick-start command of README.md: installs what okeanos needs, then shows its
-# main job on the embedded default store (a directory, ./data): a raw disk image imported
-# as deduplicated blocks, a snapshot, two clones that copy no data, a hash, a diff against
-# an updated image, an export that matches the original, and what it all costs in the store.
+# The first quick-start command of README.md: installs what okeanos needs, shows the engine's
+# work on the embedded default store (a directory, ./data): a raw disk image imported as
+# deduplicated blocks, a snapshot, two clones that copy no data, a hash, a diff against an
+# updated image, an export that matches the original, and what it all costs in the store —
+# then runs `okeanos serve` over that store until Ctrl-C: every API on port 8080 (identity,
+# the object store) and every volume over NBD, printing where each listens and how to log in.
+# OKEANOS_DEMO_SERVE=0 stops after the engine part.
 #
 # Re-runnable: an existing store at $OKEANOS_STORE (default file:./data) is kept; only the
 # demo-* volumes this script made before are replaced.
@@ -52,3 +55,8 @@ okeanos volume list
 okeanos volume export demo-vm1 "$work/vm1.raw"
 cmp "$image" "$work/vm1.raw" && echo "(the export of demo-vm1 is byte-identical to the imported disk)"
 okeanos store stats
+
+if [[ "${OKEANOS_DEMO_SERVE:-1}" != 0 ]]; then
+  printf '\n$ okeanos serve\n'
+  exec node "$repo/bin/okeanos.js" serve
+fi

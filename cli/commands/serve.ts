@@ -181,7 +181,17 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
       "SIGINT or SIGTERM stops: requests in flight finish, volumes are flushed.",
     ].join("\n");
     // The banner goes to stderr: stdout carries pino's JSON log lines.
-    if (global.json) printReport({ text, json: { port, bind: options.bind, baseUrl: base, database: db.description, nbd: nbdUris } }, true);
+    const json = {
+      port,
+      bind: options.bind,
+      baseUrl: base,
+      database: db.description,
+      store: global.store,
+      objectStore: `${base}/object-store/v1`,
+      nbd: nbdUris,
+      ...(firstUser !== undefined && { firstUser }),
+    };
+    if (global.json) printReport({ text, json }, true);
     else process.stderr.write(`${text}\n`);
     const signal = await stopped;
     app.log.info({ signal }, "shutting down");

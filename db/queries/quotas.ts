@@ -31,16 +31,22 @@ export interface Quota {
   pendingDecrease: number;
 }
 
+const gib = 1024 ** 3;
+
 /**
  * Resources okeanos services count (issue 5). Services register what they need at startup with
- * ensureResources(); these defaults are 0, so an administrator grants quota explicitly.
+ * ensureResources(). The defaults are base quotas, as Astakos's base projects gave every user:
+ * a new user can store files and start a small VM at once, and an administrator raises or
+ * lowers them per user (`okeanos quota set`) or for everyone (the resource's default limit).
+ * Defaults apply when a resource is first registered; later changes to this table do not
+ * overwrite what an administrator set.
  */
 export const standardResources: readonly QuotaResource[] = [
-  { name: "compute.vm", description: "Virtual machines", unit: "count", defaultLimit: 0 },
-  { name: "compute.cpu", description: "Virtual CPUs of all virtual machines", unit: "count", defaultLimit: 0 },
-  { name: "compute.ram", description: "Memory of all virtual machines", unit: "bytes", defaultLimit: 0 },
-  { name: "volume.disk", description: "Size of all volumes", unit: "bytes", defaultLimit: 0 },
-  { name: "object-store.diskspace", description: "Bytes stored in containers", unit: "bytes", defaultLimit: 0 },
+  { name: "compute.vm", description: "Virtual machines", unit: "count", defaultLimit: 2 },
+  { name: "compute.cpu", description: "Virtual CPUs of all virtual machines", unit: "count", defaultLimit: 4 },
+  { name: "compute.ram", description: "Memory of all virtual machines", unit: "bytes", defaultLimit: 4 * gib },
+  { name: "volume.disk", description: "Size of all volumes", unit: "bytes", defaultLimit: 40 * gib },
+  { name: "object-store.diskspace", description: "Bytes stored in containers", unit: "bytes", defaultLimit: 20 * gib },
 ];
 
 function checkResource(resource: QuotaResource): QuotaResource {
