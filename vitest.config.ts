@@ -8,5 +8,7 @@ export default defineConfig({
     pool: "forks",
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // One single-host Ceph for the rados backend's tests, when CI=true or OKEANOS_TEST_CEPH=1.
+    globalSetup: ["engine/blocker/rados/testing/global-setup.ts"],
   },
 });

@@ -20,6 +20,15 @@ test_debian_packages=(
   postgresql       # every database test runs on PostgreSQL too; the tests start their own server (db/testing)
   openssl          # throwaway CA and certificates for the NBD TLS tests (engine/nbd/testing/pki.ts)
   ca-certificates  # apt-get download of the guest kernel and busybox (test/vm/build-guest.sh)
+  ceph-mon         # the monitor of the single-host test cluster (scripts/dev-ceph.sh, engine/blocker/rados)
+  ceph-osd         # its one OSD (memstore); pulls in ceph-base for monmaptool and ceph-authtool
+  ceph-common      # ceph and rados: dev-ceph.sh creates the pool and probes it
+  uuid-runtime     # uuidgen: the cluster's fsid and the OSD's uuid (scripts/dev-ceph.sh)
+  iproute2         # ss: dev-ceph.sh picks free ports for the monitor
+  librados-dev     # librados headers: the rados backend's native addon (scripts/build-rados.sh)
+  g++              # node-gyp compiles that addon
+  make             # node-gyp builds through make
+  python3          # node-gyp runs gyp, a Python program
 )
 
 ensure_node
@@ -27,4 +36,9 @@ ensure_debian_packages "${test_debian_packages[@]}"
 echo "okeanos: node $(node --version), npm $(npm --version)" >&2
 # Always a clean install here: the suite must pass on exactly what package-lock.json pins.
 npm_install_locked
+# The rados backend's optional native addon: npm ci does not build it (machines without
+# librados must install), the rados tests need it. They run on a single-host Ceph that the
+# suite starts (vitest globalSetup, scripts/dev-ceph.sh), and fail rather than skip here.
+scripts/build-rados.sh
+export OKEANOS_TEST_CEPH="${OKEANOS_TEST_CEPH:-1}"
 npm test

@@ -63,9 +63,22 @@ describe("openObjectStore", () => {
     expect((await openObjectStore("memory:tests")).uri).toBe("memory:tests");
   });
 
-  it("refuses rados:, unknown schemes and an empty file path with EINVALID", async () => {
-    await expectCode("rados:volumes", "EINVALID", /rados backend is not available yet/);
+  it("refuses unknown schemes, an empty file path and a rados: URI without a pool with EINVALID", async () => {
     await expectCode("s3:bucket", "EINVALID", /unknown store scheme "s3:".*file:, memory:, rados:/);
     await expectCode("file:", "EINVALID", /needs a directory/);
+    await expectCode("rados:", "EINVALID", /needs a pool/);
+    await expectCode("rados:/ns", "EINVALID", /needs a pool/);
+    await expectCode("rados:volumes/", "EINVALID", /empty RADOS namespace/);
+  });
+
+  it("says what to install and run when the rados addon is not built", async () => {
+    const saved = process.env["OKEANOS_RADOS_ADDON"];
+    process.env["OKEANOS_RADOS_ADDON"] = join(dir, "absent.node");
+    try {
+      await expectCode("rados:volumes", "ENO_STORE", /not built.*librados-dev.*scripts\/build-rados\.sh/);
+    } finally {
+      if (saved === undefined) delete process.env["OKEANOS_RADOS_ADDON"];
+      else process.env["OKEANOS_RADOS_ADDON"] = saved;
+    }
   });
 });

@@ -5,7 +5,11 @@
  *   file:///PATH   the same, as a file URL
  *   PATH           a bare path (anything not starting with `scheme:`) means file:PATH
  *   memory:[LABEL] an in-process store, for tests: nothing survives the process
- *   rados:POOL     Ceph RADOS (not available yet)
+ *   rados:POOL     Ceph RADOS: the objects of pool POOL (the pool must exist)
+ *   rados:POOL/NS  the same, inside RADOS namespace NS: several stores in one pool
+ *
+ * A rados store connects with OpenObjectStoreOptions.rados (cephConf, cephId, keyring),
+ * else $CEPH_CONF and $CEPH_ID, else Ceph's defaults (/etc/ceph/ceph.conf, client.admin).
  */
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
@@ -14,6 +18,7 @@ import { EngineError } from "../errors.ts";
 import { FileObjectStore } from "./file.ts";
 import { MemoryObjectStore } from "./memory.ts";
 import type { ObjectStore } from "./object-store.ts";
+import { RadosObjectStore } from "./rados/rados.ts";
 
 export const storeSchemes = ["file", "memory", "rados"] as const;
 
@@ -23,6 +28,17 @@ export interface OpenObjectStoreOptions {
    * directory is ENO_STORE, so a mistyped `--store` creates nothing.
    */
   create?: boolean;
+  /** How a rados: store connects; each field falls back to the environment (see the header). */
+  rados?: RadosConnectOptions;
+}
+
+export interface RadosConnectOptions {
+  /** ceph.conf path (else $CEPH_CONF). */
+  cephConf?: string;
+  /** Client id without `client.` (else $CEPH_ID, else admin). */
+  cephId?: string;
+  /** Keyring path (else the one ceph.conf names). */
+  keyring?: string;
 }
 
 /** A URI scheme: a letter, then letters, digits, `+`, `.` or `-`, then `:` (RFC 3986 §3.1). */
@@ -39,7 +55,7 @@ export async function openObjectStore(uri: string, options: OpenObjectStoreOptio
     case "memory":
       return new MemoryObjectStore(rest === "" ? "memory" : rest);
     case "rados":
-      throw new EngineError("EINVALID", `the rados backend is not available yet (store ${uri}); use file:PATH for now`);
+      return openRadosStore(rest, uri, options.rados ?? {});
     default:
       throw new EngineError("EINVALID", `unknown store scheme ${JSON.stringify(`${scheme}:`)} in ${uri}: use ${storeSchemes.map((s) => `${s}:`).join(", ")} or a path`);
   }
@@ -54,6 +70,19 @@ async function openFileStore(path: string, options: OpenObjectStoreOptions): Pro
     if (!found.isDirectory()) throw new EngineError("EINVALID", `store path ${dir} is not a directory`);
   }
   return FileObjectStore.open(dir);
+}
+
+/**
+ * rados:POOL or rados:POOL/NAMESPACE. The pool must exist: pools are the cluster
+ * administrator's (placement groups, replication, quotas), so `store init` creates none.
+ */
+async function openRadosStore(rest: string, uri: string, options: RadosConnectOptions): Promise<ObjectStore> {
+  const slash = rest.indexOf("/");
+  const pool = slash === -1 ? rest : rest.slice(0, slash);
+  const namespace = slash === -1 ? "" : rest.slice(slash + 1);
+  if (pool === "") throw new EngineError("EINVALID", `a rados store needs a pool: rados:POOL or rados:POOL/NAMESPACE (got ${uri})`);
+  if (slash !== -1 && namespace === "") throw new EngineError("EINVALID", `empty RADOS namespace in ${uri}: use rados:${pool}`);
+  return RadosObjectStore.open({ pool, namespace, cephConf: options.cephConf, cephId: options.cephId, keyring: options.keyring });
 }
 
 function fileUrlPath(uri: string): string {

@@ -151,11 +151,12 @@ class Cluster : public Napi::ObjectWrap<Cluster> {
     if (--pending_ == 0) queue_.Unref(env);
   }
 
-  /** librados' finisher thread: hand the op to the JS thread, never block. */
-  void Complete(OpContext* op) {
-    napi_status status = queue_.NonBlockingCall(op);
-    if (status != napi_ok) std::abort();  // queue closed with ops pending: a bug in shutdown ordering
-  }
+  /**
+   * librados' finisher thread: hand the op to the JS thread, never block. The call fails
+   * only once the queue is closing — the JS environment is exiting with ops in flight
+   * (shutdown() refuses while any is pending) — and the op is then left to the exit.
+   */
+  void Complete(OpContext* op) { (void)queue_.NonBlockingCall(op); }
 
   void PoolOpened() { pools_++; }
   void PoolClosed() { pools_--; }
@@ -249,7 +250,13 @@ Napi::Value ReadStepResult(Napi::Env env, ReadStep& step) {
 /** The JS thread: settle the op's promise, release everything it held. */
 void DeliverCompletion(Napi::Env env, Napi::Function, void*, OpContext* raw) {
   std::unique_ptr<OpContext> op(raw);
-  if (env == nullptr) return;  // the queue is being torn down (environment exit)
+  if (env == nullptr) {
+    // The environment is exiting with this op in flight: free librados' side, leave the JS
+    // references to the exit (deleting them needs a live environment).
+    op->pool.SuppressDestruct();
+    for (auto& target : op->targets) target.SuppressDestruct();
+    return;
+  }
   Napi::HandleScope scope(env);
   Cluster* cluster = op->cluster;
   try {
