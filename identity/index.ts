@@ -8,3 +8,4 @@ export { LoginThrottle, loginFailuresMaxDefault, loginFailureWindowMsDefault } f
 export { catalogServices, regionDefault } from "./catalog.ts";
 export { quotaRoutes, accountBodyBytesMax, type QuotaRoutesOptions } from "./quotas.ts";
 export { astakosFaultBody, astakosFaults, toAstakosFault, type AstakosFault } from "./astakos-errors.ts";
+export { localTokenValidator, RemoteTokenValidator, type RemoteTokenValidatorOptions, type TokenValidator, type ValidatedToken } from "./token-validator.ts";

@@ -17,7 +17,7 @@ import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { sql } from "kysely";
 import type { MetadataDatabase } from "../db/index.ts";
-import { IdentityService, identityPlugin, swiftAuthPlugin, type IdentityServiceOptions } from "../identity/index.ts";
+import { IdentityService, identityPlugin, localTokenValidator, swiftAuthPlugin, type IdentityServiceOptions } from "../identity/index.ts";
 import { pithosPlugin, publicPlugin, type PithosService } from "../gateways/pithos/index.ts";
 import { HttpMetrics } from "./metrics.ts";
 
@@ -73,7 +73,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(identityPlugin, { ...pluginOptions, serviceUsers: options.serviceUsers ?? [], prefix: "/identity" });
   await app.register(swiftAuthPlugin, { ...pluginOptions, prefix: "/auth" });
   if (options.pithos !== undefined) {
-    const pithosOptions = { service: options.pithos, identity, ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }) };
+    const pithosOptions = { service: options.pithos, tokens: localTokenValidator(identity), ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }) };
     await app.register(pithosPlugin, { ...pithosOptions, prefix: "/object-store" });
     await app.register(publicPlugin, { service: options.pithos, prefix: "/public" });
   }

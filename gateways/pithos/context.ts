@@ -10,7 +10,7 @@
  *   no or bad token                         401 with Www-Authenticate (swift.md 1)
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { IdentityService } from "../../identity/index.ts";
+import type { TokenValidator } from "../../identity/index.ts";
 import { accessFor, getContainer, type PithosContainer } from "../../db/index.ts";
 import type { PithosService } from "./service.ts";
 import { PithosError, unauthorized } from "./wire/errors.ts";
@@ -34,17 +34,18 @@ export interface PithosContext {
 }
 
 /** X-Auth-Token, or the `X-Auth-Token` query parameter (Pithos+ HTML forms, synnefo.md B.1). */
-export async function authenticateRequest(identity: IdentityService, request: FastifyRequest, query: URLSearchParams, account: string | undefined): Promise<PithosCaller> {
+export async function authenticateRequest(tokens: TokenValidator, request: FastifyRequest, query: URLSearchParams, account: string | undefined): Promise<PithosCaller> {
   const header = request.headers["x-auth-token"];
   const secret = typeof header === "string" && header !== "" ? header : (query.get("X-Auth-Token") ?? undefined);
-  const realm = account === undefined ? "unknown" : `AUTH_${account}`;
+  // The realm is the account as the path names it (`AUTH_<uuid>`), swift.md 1.
+  const realm = account ?? "unknown";
   if (secret === undefined) throw unauthorized(realm);
-  const check = await identity.checkToken(secret);
-  if (check.status !== "valid") {
-    request.log.info({ tokenStatus: check.status }, "object-store: token refused");
+  const token = await tokens.validate(secret);
+  if (token === undefined) {
+    request.log.info("object-store: token refused");
     throw unauthorized(realm);
   }
-  return { userUuid: check.user.uuid, userName: check.user.name };
+  return { userUuid: token.userUuid, userName: token.userName };
 }
 
 export function isOwner(context: PithosContext): boolean {

@@ -14,7 +14,7 @@
  * small HTML bodies (wire/errors.ts), 401 with Www-Authenticate.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { IdentityService } from "../../identity/index.ts";
+import type { TokenValidator } from "../../identity/index.ts";
 import { accountRoutes, sharingAccounts } from "./account.ts";
 import { containerRoutes } from "./container.ts";
 import { authenticateRequest, type PithosContext } from "./context.ts";
@@ -28,7 +28,8 @@ import { transId } from "./wire/timestamps.ts";
 
 export interface PithosPluginOptions {
   service: PithosService;
-  identity: IdentityService;
+  /** Who a token belongs to: identity in-process, or a RemoteTokenValidator when deployed apart. */
+  tokens: TokenValidator;
   /** Public base URL (for public links); by default the request's own. */
   publicUrl?: string;
 }
@@ -64,7 +65,7 @@ export async function pithosPlugin(app: FastifyInstance, options: PithosPluginOp
     const rawPath = url.slice(prefixLength, queryStart < 0 ? url.length : queryStart);
     const query = new URLSearchParams(queryStart < 0 ? "" : url.slice(queryStart + 1));
     const path = parseObjectStorePath(`/v1${rawPath}`);
-    const caller = await authenticateRequest(options.identity, request, query, path.account);
+    const caller = await authenticateRequest(options.tokens, request, query, path.account);
     if (path.kind === "root") {
       if (request.method !== "GET" && request.method !== "HEAD") throw new PithosError("EMETHOD_NOT_ALLOWED");
       return sharingAccounts(request, reply, options.service, caller, query);
