@@ -118,3 +118,63 @@ describe.skipIf(!haveSwift)("okeanos serve in an empty directory", () => {
     expect(code, stderr).toBe(0);
   }, 60_000);
 });
+
+describe("okeanos serve configuration", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "okeanos-serve-config-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("takes settings from a JSON file, environment variables over it, flags over both", async () => {
+    const config = join(dir, "serve.json");
+    const store = `file:${join(dir, "from-file-store")}`;
+    await writeFile(config, JSON.stringify({ port: 0, store, database: `sqlite:${join(dir, "from-file.db")}`, nbd: false, logLevel: "debug", bind: "0.0.0.0" }));
+    const child = spawn(process.execPath, [cliEntry, "--json", "serve", "--config", config, "--log-level", "warn"], {
+      cwd: dir,
+      env: { ...process.env, OKEANOS_DATABASE: undefined, OKEANOS_STORE: undefined, OKEANOS_BIND: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = once(child, "exit");
+    try {
+      const banner = await new Promise<{ bind: string; store: string; database: string; nbd: string[] }>((resolve, reject) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString();
+          try {
+            resolve(JSON.parse(stdout) as { bind: string; store: string; database: string; nbd: string[] });
+          } catch {
+            // not all of it yet
+          }
+        });
+        child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+      });
+      expect(banner.store).toBe(store); // from the file
+      expect(banner.database).toContain("from-file.db"); // from the file
+      expect(banner.nbd).toEqual([]); // nbd: false in the file
+      expect(banner.bind).toBe("127.0.0.1"); // the environment over the file's 0.0.0.0
+      // --log-level warn (flag) over the file's debug: no per-request debug lines.
+      expect(stdout.split("\n").filter((line) => line.includes('"level":20'))).toEqual([]);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const [code] = await exited;
+    expect(code, stderr).toBe(0);
+  }, 60_000);
+
+  it("refuses an unknown setting or a wrong type, naming it", async () => {
+    const config = join(dir, "bad.json");
+    await writeFile(config, JSON.stringify({ prot: 8080 }));
+    const unknown = await runCli(["serve", "--config", config], { cwd: dir });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown setting "prot"/);
+    await writeFile(config, JSON.stringify({ port: "eighty" }));
+    const wrongType = await runCli(["serve", "--config", config], { cwd: dir });
+    expect(wrongType.code).toBe(2);
+    expect(wrongType.stderr).toMatch(/"port" must be a port number/);
+  });
+});

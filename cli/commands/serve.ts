@@ -7,7 +7,8 @@
  *
  * Without a store at --store the HTTP APIs still start, with a warning that NBD is off.
  */
-import { type Command } from "commander";
+import { Option, type Command } from "commander";
+import { applyServeConfig, applyServeEnvironment, readServeConfig } from "./serve-config.ts";
 import { randomBytes } from "node:crypto";
 import { createUser, ensureResources, listUsers, migrateToLatest, openDatabase, standardResources, type MetadataDatabase } from "../../db/index.ts";
 import { PithosService } from "../../gateways/pithos/index.ts";
@@ -43,15 +44,16 @@ function collect(value: string, previous: string[]): string[] {
 export function registerServeCommand(program: Command): void {
   program
     .command("serve")
-    .description("serve the HTTP APIs (identity: Keystone v3/v2.0, Swift v1 auth, Astakos quotas) on one port, and every volume over NBD, until SIGINT/SIGTERM")
-    .option("--port <port>", "TCP port (0: any free port)", portArgument, httpPortDefault)
-    .option("--bind <address>", "address to listen on, HTTP and NBD (0.0.0.0 or :: for every interface)", "127.0.0.1")
-    .option("--public-url <url>", "base URL clients reach us at, for catalogs (default: each request's own Host)")
-    .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace", "info")
-    .option("--service-user <user>", "a user (name or uuid) whose tokens may issue and resolve quota commissions; repeatable", collect, [])
-    .option("--nbd-socket <path>", "NBD on a unix socket (then no NBD TCP port unless --nbd-port is given)")
-    .option("--nbd-port <port>", `NBD TCP port on --bind (default ${nbdPortDefault} when --nbd-socket is not given)`, portArgument)
-    .option("--no-nbd", "do not serve NBD")
+    .description("serve the HTTP APIs (identity: Keystone v3/v2.0, Swift v1 auth, Astakos quotas; the Swift/Pithos+ object store) on one port, and every volume over NBD, until SIGINT/SIGTERM")
+    .addOption(new Option("--config <path>", "JSON file of settings (keys: port, bind, publicUrl, logLevel, serviceUsers, nbd, nbdSocket, nbdPort, database, store); flags and environment variables override it").env("OKEANOS_CONFIG"))
+    .addOption(new Option("--port <port>", "TCP port (0: any free port)").argParser(portArgument).default(httpPortDefault).env("OKEANOS_PORT"))
+    .addOption(new Option("--bind <address>", "address to listen on, HTTP and NBD (0.0.0.0 or :: for every interface)").default("127.0.0.1").env("OKEANOS_BIND"))
+    .addOption(new Option("--public-url <url>", "base URL clients reach us at, for catalogs and public links (default: each request's own Host)").env("OKEANOS_PUBLIC_URL"))
+    .addOption(new Option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace").default("info").env("OKEANOS_LOG_LEVEL"))
+    .option("--service-user <user>", "a user (name or uuid) whose tokens may issue and resolve quota commissions; repeatable (env OKEANOS_SERVICE_USERS: comma-separated)", collect, [])
+    .addOption(new Option("--nbd-socket <path>", "NBD on a unix socket (then no NBD TCP port unless --nbd-port is given)").env("OKEANOS_NBD_SOCKET"))
+    .addOption(new Option("--nbd-port <port>", `NBD TCP port on --bind (default ${nbdPortDefault} when --nbd-socket is not given)`).argParser(portArgument).env("OKEANOS_NBD_PORT"))
+    .option("--no-nbd", "do not serve NBD (env OKEANOS_NBD=0)")
     .addOption(databaseOption())
     .addHelpText(
       "after",
@@ -59,9 +61,15 @@ export function registerServeCommand(program: Command): void {
         "okeanos serve",
         "okeanos serve --bind 0.0.0.0 --port 8080 --public-url https://cloud.example.org --service-user compute",
         "okeanos serve --database postgres://okeanos:pw@db/okeanos --nbd-socket /run/okeanos/nbd.sock",
+        "okeanos serve --config /etc/okeanos/serve.json     # {\"port\": 8080, \"store\": \"file:/srv/okeanos\", \"database\": \"postgres://…\"}",
       ),
     )
-    .action((options: ServeOptions, command: Command) => serve(options, command));
+    .action(async (_options: ServeOptions, command: Command) => {
+      applyServeEnvironment(command);
+      const configPath = command.opts<{ config?: string }>().config;
+      if (configPath !== undefined) applyServeConfig(command, await readServeConfig(configPath));
+      await serve(command.opts<ServeOptions>(), command);
+    });
 }
 
 /**
@@ -70,12 +78,14 @@ export function registerServeCommand(program: Command): void {
  * directory needs no other setup; any other missing store is an error.
  */
 async function openEngine(store: string): Promise<{ engine: Engine; created: boolean }> {
-  const objects = await openObjectStore(store);
+  const embedded = store.startsWith("file:");
+  // `create`: the embedded default may make its directory; any other store must exist.
+  const objects = await openObjectStore(store, { create: embedded });
   try {
     try {
       return { engine: await Engine.open(objects), created: false };
     } catch (error) {
-      if (!(isEngineError(error) && error.code === "ENO_STORE" && store.startsWith("file:"))) throw error;
+      if (!(isEngineError(error) && error.code === "ENO_STORE" && embedded)) throw error;
       return { engine: await Engine.init(objects), created: true };
     }
   } catch (error) {
