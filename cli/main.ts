@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { storeUriDefault } from "./context.ts";
 import { errorLines, exitCodeOf, exitCodes } from "./output.ts";
+import { registerFileCommands } from "./commands/file.ts";
 import { registerGcCommand } from "./commands/gc.ts";
 import { registerNbdCommands } from "./commands/nbd.ts";
 import { registerServeCommand } from "./commands/serve.ts";
@@ -20,7 +21,11 @@ export function buildProgram(): Command {
   const program = new Command("okeanos")
     .description("storage-first IaaS: volumes of fixed-size blocks with copy-on-write snapshots and clones")
     .version(packageVersion(), "-V, --version", "print the version")
-    .addOption(new Option("--store <uri>", "object store: file:PATH (or a bare path), memory: (tests)").env("OKEANOS_STORE").default(storeUriDefault))
+    .addOption(
+      new Option("--store <uri>", "object store: file:PATH (or a bare path), rados:POOL[/NAMESPACE] (Ceph), memory: (tests)").env("OKEANOS_STORE").default(storeUriDefault),
+    )
+    .addOption(new Option("--ceph-conf <path>", "rados: stores: the ceph.conf to connect with (default: Ceph's search path)").env("CEPH_CONF"))
+    .addOption(new Option("--ceph-id <name>", "rados: stores: the Ceph client id, without `client.` (default: admin)").env("CEPH_ID"))
     .option("--json", "print the result as JSON on stdout (for scripts)")
     .showSuggestionAfterError()
     // Errors are ours to print (one line, `okeanos: …`) and ours to turn into exit codes.
@@ -45,6 +50,7 @@ Run \`okeanos <command> --help\` for a command's options and examples.`,
   registerUserCommands(program);
   registerTokenCommands(program);
   registerQuotaCommands(program);
+  registerFileCommands(program);
   return program;
 }
 

@@ -12,7 +12,10 @@ describe("exit codes", () => {
     const numbers = engineCodes.map((code) => exitCodeOf(new EngineError(code, "x")));
     const dbCodes = Object.keys(dbErrorCodes) as DbErrorCode[];
     const dbNumbers = dbCodes.map((code) => exitCodeOf(new DbError(code, "x")));
-    expect(new Set([...numbers, ...dbNumbers, exitCodes.ok, exitCodes.internal, exitCodes.usage, exitCodes.file]).size).toBe(engineCodes.length + dbCodes.length + 4);
+    const remoteNumbers = Object.values(exitCodes.remote);
+    expect(new Set([...numbers, ...dbNumbers, ...remoteNumbers, exitCodes.ok, exitCodes.internal, exitCodes.usage, exitCodes.file]).size).toBe(
+      engineCodes.length + dbCodes.length + remoteNumbers.length + 4,
+    );
     expect(exitCodeOf(new CommanderError(1, "commander.unknownOption", "error: unknown option"))).toBe(exitCodes.usage);
     expect(exitCodeOf(new UsageError("x"))).toBe(exitCodes.usage);
     expect(exitCodeOf(new LocalFileError("x"))).toBe(exitCodes.file);
@@ -30,6 +33,7 @@ describe("exit codes", () => {
       ["file", exitCodes.file],
       ...Object.entries(exitCodes.engine),
       ...Object.entries(exitCodes.database).map(([code, exit]): [string, number] => [`DB_${code}`, exit]),
+      ...Object.entries(exitCodes.remote).map(([code, exit]): [string, number] => [`REMOTE_${code}`, exit]),
     ]);
     expect(documented).toEqual(expected);
   });

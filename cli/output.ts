@@ -11,6 +11,7 @@ import Table from "cli-table3";
 import cliProgress from "cli-progress";
 import { isDbError, type DbErrorCode } from "../db/index.ts";
 import { isEngineError, type EngineErrorCode } from "../engine/errors.ts";
+import { isRemoteError, type RemoteErrorCode } from "./pithos-client/errors.ts";
 
 /** What a command hands back to be printed: the human text and the machine value. */
 export interface Report {
@@ -101,7 +102,7 @@ function formatMiB(bytes: number): string {
 // ── errors and exit codes ──────────────────────────────────────────────────
 
 /**
- * Exit codes: one per EngineError code and one per DbError code, so a script can tell "not found" from "locked"
+ * Exit codes: one per EngineError, DbError and RemoteError code, so a script can tell "not found" from "locked"
  * without parsing messages. cli/README.md documents the same table (a test compares them).
  */
 export const exitCodes = {
@@ -139,6 +140,20 @@ export const exitCodes = {
     ECONFLICT: 39,
     EPRECONDITION: 40,
   } satisfies Record<DbErrorCode, number>,
+  /** The object store over HTTP (`okeanos file`): cli/pithos-client/errors.ts; README: `REMOTE_<code>`. */
+  remote: {
+    EAUTH: 50,
+    EFORBIDDEN: 51,
+    ENOT_FOUND: 52,
+    ECONFLICT: 53,
+    EPRECONDITION: 54,
+    EQUOTA: 55,
+    EREFUSED: 56,
+    ESERVER: 57,
+    EUNREACHABLE: 58,
+    EINTEGRITY: 59,
+    EPROTOCOL: 60,
+  } satisfies Record<RemoteErrorCode, number>,
 } as const;
 
 /** An error about a local file named on the command line (not the store): exit code 3. */
@@ -173,6 +188,7 @@ export class UsageError extends Error {
 export function exitCodeOf(error: unknown): number {
   if (isEngineError(error)) return exitCodes.engine[error.code];
   if (isDbError(error)) return exitCodes.database[error.code];
+  if (isRemoteError(error)) return exitCodes.remote[error.code];
   if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : exitCodes.usage;
   if (error instanceof UsageError) return exitCodes.usage;
   if (error instanceof LocalFileError) return exitCodes.file;
