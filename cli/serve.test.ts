@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireTools, runTool } from "../engine/nbd/testing/require-tool.ts";
 import { cliEntry, ok, runCli } from "./testing/run-cli.ts";
 
-const haveNbdinfo = requireTools("nbdinfo");
+const haveNbdinfo = requireTools("nbdinfo", "qemu-io");
 
 describe.skipIf(!haveNbdinfo)("okeanos serve with NBD", () => {
   let dir: string;
@@ -56,6 +56,13 @@ describe.skipIf(!haveNbdinfo)("okeanos serve with NBD", () => {
       expect(info.code, info.stderr).toBe(0);
       const exports = (JSON.parse(info.stdout) as { exports: Array<{ "export-name": string; "export-size": number }> }).exports;
       expect(exports[0]).toMatchObject({ "export-name": "vm1", "export-size": 1024 * 1024 });
+      // Per-volume I/O in /metrics, across a client's connect and disconnect.
+      const io = await runTool("qemu-io", ["-f", "raw", "-c", "write -P 0x55 0 64k", "-c", "read -P 0x55 0 4k", "-c", "flush", `nbd+unix:///vm1?socket=${socket}`]);
+      expect(io.code, io.stderr).toBe(0);
+      const metrics = await (await fetch(`${banner.baseUrl}/metrics`)).text();
+      expect(metrics).toMatch(/^okeanos_volume_write_bytes_total\{volume="vm1"\} 65536$/m);
+      expect(metrics).toMatch(/^okeanos_volume_read_bytes_total\{volume="vm1"\} 4096$/m);
+      expect(metrics).toMatch(/^okeanos_volume_flushes_total\{volume="vm1"\} [1-9]\d*$/m);
     } finally {
       child.kill("SIGTERM");
     }

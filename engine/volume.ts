@@ -25,6 +25,22 @@ import { blockCount, MapEntries, privateObjectName, runs } from "./mapper/entrie
 import type { MapHeader } from "./mapper/headers.ts";
 import { volumeLeaseMs, type MapStore } from "./mapper/map-store.ts";
 
+/** What a Volume has done since it was opened: the per-volume I/O metrics of `okeanos serve`. */
+export interface VolumeIoCounters {
+  reads: number;
+  readBytes: number;
+  writes: number;
+  writeBytes: number;
+  /** WRITE_ZEROES and TRIM requests, and the bytes they covered. */
+  zeroes: number;
+  zeroBytes: number;
+  flushes: number;
+}
+
+export function emptyIoCounters(): VolumeIoCounters {
+  return { reads: 0, readBytes: 0, writes: 0, writeBytes: 0, zeroes: 0, zeroBytes: 0, flushes: 0 };
+}
+
 export interface VolumeOpenOptions {
   /** Read-only opens take no lock and see the map as it was when opened. */
   readOnly?: boolean;
@@ -116,6 +132,9 @@ export class Volume {
     }
   }
 
+  /** Completed requests and bytes since open (plain counters: a few adds per request). */
+  readonly io: VolumeIoCounters = emptyIoCounters();
+
   get name(): string {
     return this.#header.name;
   }
@@ -153,6 +172,8 @@ export class Volume {
     try {
       const out = target === undefined ? Buffer.allocUnsafe(lengthBytes) : target.subarray(0, lengthBytes);
       await eachLimited(this.#pieces(offsetBytes, lengthBytes), (piece) => this.#readPiece(piece, out));
+      this.io.reads++;
+      this.io.readBytes += lengthBytes;
       return out;
     } finally {
       this.#leave();
@@ -167,6 +188,8 @@ export class Volume {
       await eachLimited(this.#pieces(offsetBytes, data.length), (piece) =>
         this.#writePiece(piece, data.subarray(piece.requestOffsetBytes, piece.requestOffsetBytes + piece.lengthBytes)),
       );
+      this.io.writes++;
+      this.io.writeBytes += data.length;
     } finally {
       this.#leave();
     }
@@ -179,6 +202,8 @@ export class Volume {
     await this.#enter();
     try {
       await eachLimited(this.#pieces(offsetBytes, lengthBytes), (piece) => this.#zeroPiece(piece, options.noHole === true));
+      this.io.zeroes++;
+      this.io.zeroBytes += lengthBytes;
     } finally {
       this.#leave();
     }
@@ -199,6 +224,7 @@ export class Volume {
     if (this.readOnly) return;
     while (this.#gate !== undefined) await this.#gate;
     await this.#flushChained();
+    this.io.flushes++;
   }
 
   /** Allocation of `[offset, offset + length)` from the map alone: no data is read. */

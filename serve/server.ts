@@ -62,7 +62,9 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   app.addHook("onSend", async (request, reply) => {
     reply.header("x-openstack-request-id", request.id);
   });
-  new HttpMetrics().install(app);
+  const metrics = new HttpMetrics();
+  metrics.install(app);
+  app.decorate("metrics", metrics);
 
   app.get("/healthz", async (_request, reply) => {
     await sql`select 1`.execute(options.db.kysely);
@@ -84,5 +86,7 @@ declare module "fastify" {
   interface FastifyInstance {
     /** The identity service, for plugins that check tokens in-process (identity/require-token.ts). */
     identity: IdentityService;
+    /** /metrics: more collectors can be added (okeanos serve adds the NBD server's volume I/O). */
+    metrics: HttpMetrics;
   }
 }

@@ -16,8 +16,9 @@ import { hashPassword } from "../../identity/password.ts";
 import { Engine } from "../../engine/engine.ts";
 import { isEngineError } from "../../engine/errors.ts";
 import { nbdPortDefault, NbdServer } from "../../engine/nbd/server.ts";
-import { openObjectStore } from "../../engine/blocker/open-store.ts";
+import { openObjectStore, type RadosConnectOptions } from "../../engine/blocker/open-store.ts";
 import { buildServer } from "../../serve/server.ts";
+import { volumeIoMetrics } from "../../serve/metrics.ts";
 import { examples, globalOptions } from "../context.ts";
 import { printReport } from "../output.ts";
 import { databaseOption, databaseUrl } from "./database.ts";
@@ -77,10 +78,10 @@ export function registerServeCommand(program: Command): void {
  * default (a file store) a missing store is created, so `okeanos serve` in an empty
  * directory needs no other setup; any other missing store is an error.
  */
-async function openEngine(store: string): Promise<{ engine: Engine; created: boolean }> {
+async function openEngine(store: string, rados: RadosConnectOptions): Promise<{ engine: Engine; created: boolean }> {
   const embedded = store.startsWith("file:");
   // `create`: the embedded default may make its directory; any other store must exist.
-  const objects = await openObjectStore(store, { create: embedded });
+  const objects = await openObjectStore(store, { create: embedded, rados });
   try {
     try {
       return { engine: await Engine.open(objects), created: false };
@@ -157,7 +158,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     await migrateToLatest(db);
     await ensureResources(db, standardResources);
     const firstUser = await createFirstUser(db);
-    const opened = await openEngine(global.store);
+    const opened = await openEngine(global.store, global.rados);
     engine = opened.engine;
     if (opened.created) process.stderr.write(`okeanos serve: created a new store at ${global.store}\n`);
     const app = await buildServer({
@@ -170,6 +171,8 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     await app.listen({ port: options.port, host: options.bind });
     try {
       nbd = await startNbd(options, engine);
+      const served = nbd;
+      if (served !== undefined) app.metrics.addCollector(async () => volumeIoMetrics(await served.ioCounters()));
     } catch (error) {
       await app.close(); // else the HTTP server would keep the process alive over a closed database
       throw error;

@@ -18,7 +18,7 @@ import { EngineError, isEngineError } from "../errors.ts";
 import type { Engine } from "../engine.ts";
 import type { MapHeader, MapKind } from "../mapper/headers.ts";
 import type { ChangedRange } from "../mapper/diff.ts";
-import type { Volume } from "../volume.ts";
+import { emptyIoCounters, type Volume, type VolumeIoCounters } from "../volume.ts";
 import { dirtyBitmapListMax, exportListMax } from "./limits.ts";
 
 export interface ExportRegistryOptions {
@@ -90,6 +90,8 @@ export class ExportRegistry {
   readonly #owner: string | undefined;
   readonly #lockWaitMs: number;
   readonly #open = new Map<string, OpenExport>();
+  /** I/O of volumes closed since the server started, per export name. */
+  readonly #closedIo = new Map<string, VolumeIoCounters>();
   #closed = false;
 
   constructor(engine: Engine, options: ExportRegistryOptions) {
@@ -305,7 +307,32 @@ export class ExportRegistry {
 
   async #closeVolume(open: OpenExport): Promise<void> {
     const volume = await open.volume.catch(() => undefined);
+    if (volume !== undefined) this.#addClosed(volume.name, volume.io);
     await volume?.close();
+  }
+
+  /**
+   * I/O per export since the server started: closed volumes' totals plus the open ones'
+   * counters, so the numbers only grow (Prometheus counters) across reopenings.
+   */
+  async ioCounters(): Promise<Map<string, VolumeIoCounters>> {
+    const totals = new Map([...this.#closedIo].map(([name, io]) => [name, { ...io }]));
+    for (const [name, open] of this.#open) {
+      // An export still opening (waiting for a lock) has done no I/O: do not wait for it. An
+      // already-settled promise wins the race over the plain undefined listed after it.
+      const volume = await Promise.race([open.volume.catch(() => undefined), Promise.resolve(undefined)]);
+      if (volume === undefined) continue;
+      const total = totals.get(name) ?? emptyIoCounters();
+      for (const key of Object.keys(total) as Array<keyof VolumeIoCounters>) total[key] += volume.io[key];
+      totals.set(name, total);
+    }
+    return totals;
+  }
+
+  #addClosed(name: string, io: VolumeIoCounters): void {
+    const total = this.#closedIo.get(name) ?? emptyIoCounters();
+    for (const key of Object.keys(total) as Array<keyof VolumeIoCounters>) total[key] += io[key];
+    this.#closedIo.set(name, total);
   }
 
   #info(name: string, kind: MapKind, volumeId: string, sizeBytes: number, readOnly: boolean): ExportInfo {

@@ -15,6 +15,7 @@ import { lstat, rm } from "node:fs/promises";
 import { EngineError } from "../errors.ts";
 import type { Engine } from "../engine.ts";
 import { BufferPool } from "./buffer-pool.ts";
+import type { VolumeIoCounters } from "../volume.ts";
 import { ExportRegistry } from "./exports.ts";
 import { connectionsMax as connectionsMaxDefault, shutdownTimeoutMs as shutdownTimeoutMsDefault } from "./limits.ts";
 import { silentLogger, type Logger } from "./logger.ts";
@@ -99,6 +100,11 @@ export class NbdServer {
   /** Each open connection's id, state and requests in flight (for status output and tests). */
   get connections(): Array<{ id: number; state: string; inFlight: number }> {
     return [...this.#sessions].map((session) => ({ id: session.id, state: session.state, inFlight: session.inFlight }));
+  }
+
+  /** Requests and bytes per export since the server started (for /metrics). */
+  ioCounters(): Promise<Map<string, VolumeIoCounters>> {
+    return this.registry.ioCounters();
   }
 
   /** NBD URIs (the format qemu, libnbd and nbdinfo take) for `name` on every address. */
