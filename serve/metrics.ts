@@ -75,7 +75,7 @@ export class HttpMetrics {
       this.observe(request.method, request.routeOptions.url ?? "(unmatched)", reply.statusCode, reply.elapsedTime / 1000);
     });
     app.get("/metrics", async (_request, reply) => {
-      const more = await Promise.all(this.#collectors.map((collect) => collect()));
+      const more = await Promise.all(this.#collectors.map(async (collect) => collect()));
       return reply.type("text/plain; version=0.0.4").send(this.render() + more.join(""));
     });
   }
