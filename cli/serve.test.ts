@@ -3,14 +3,13 @@
  * SIGTERM. nbdinfo (libnbd-bin) reads the export; without it the test is skipped, except under
  * CI=true where it fails (engine/nbd/testing/require-tool.ts).
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireTools, runTool } from "../engine/nbd/testing/require-tool.ts";
-import { cliEntry, ok, runCli } from "./testing/run-cli.ts";
+import { ok, runCli } from "./testing/run-cli.ts";
+import { startServe } from "./testing/serve-process.ts";
 
 const haveNbdinfo = requireTools("nbdinfo", "qemu-io");
 
@@ -29,26 +28,9 @@ describe.skipIf(!haveNbdinfo)("okeanos serve with NBD", () => {
     await ok(runCli(["--store", store, "store", "init"], { env }));
     await ok(runCli(["--store", store, "volume", "create", "vm1", "--size", "1M"], { env }));
     const socket = join(dir, "nbd.sock");
-    const child = spawn(process.execPath, [cliEntry, "--store", store, "--json", "serve", "--port", "0", "--nbd-socket", socket, "--log-level", "warn"], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = once(child, "exit");
+    const served = await startServe(["--port", "0", "--nbd-socket", socket, "--log-level", "warn"], { env, globalArgs: ["--store", store] });
     try {
-      const banner = await new Promise<{ baseUrl: string; nbd: string[] }>((resolve, reject) => {
-        child.stdout.on("data", (chunk: Buffer) => {
-          stdout += chunk.toString();
-          try {
-            resolve(JSON.parse(stdout) as { baseUrl: string; nbd: string[] });
-          } catch {
-            // not all of it yet
-          }
-        });
-        child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-      });
+      const { banner } = served;
       expect(banner.nbd).toEqual([`nbd+unix:///NAME?socket=${socket}`]);
       const health = await fetch(`${banner.baseUrl}/healthz`);
       expect(health.status).toBe(200);
@@ -64,10 +46,8 @@ describe.skipIf(!haveNbdinfo)("okeanos serve with NBD", () => {
       expect(metrics).toMatch(/^okeanos_volume_read_bytes_total\{volume="vm1"\} 4096$/m);
       expect(metrics).toMatch(/^okeanos_volume_flushes_total\{volume="vm1"\} [1-9]\d*$/m);
     } finally {
-      child.kill("SIGTERM");
+      expect(await served.stop(), served.output().stderr).toBe(0);
     }
-    const [code] = await exited;
-    expect(code, stderr).toBe(0);
   }, 60_000);
 });
 
@@ -84,28 +64,10 @@ describe.skipIf(!haveSwift)("okeanos serve in an empty directory", () => {
 
   it("creates the store and a first user whose printed password works with the swift CLI", async () => {
     // No --store, no --database: the embedded defaults under the working directory.
-    const child = spawn(process.execPath, [cliEntry, "--json", "serve", "--port", "0", "--no-nbd", "--log-level", "warn"], {
-      cwd: dir,
-      env: { ...process.env, OKEANOS_DATABASE: undefined, OKEANOS_STORE: undefined },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = once(child, "exit");
+    const served = await startServe(["--port", "0", "--no-nbd", "--log-level", "warn"], { cwd: dir });
     try {
-      const banner = await new Promise<{ baseUrl: string; firstUser?: { name: string; password: string } }>((resolve, reject) => {
-        child.stdout.on("data", (chunk: Buffer) => {
-          stdout += chunk.toString();
-          try {
-            resolve(JSON.parse(stdout) as { baseUrl: string; firstUser?: { name: string; password: string } });
-          } catch {
-            // not all of it yet
-          }
-        });
-        child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-      });
-      expect(stderr).toMatch(/created a new store/);
+      const { banner } = served;
+      expect(served.output().stderr).toMatch(/created a new store/);
       const user = banner.firstUser!;
       expect(user.name).toBe("admin");
       const swift = (...args: string[]) =>
@@ -119,10 +81,8 @@ describe.skipIf(!haveSwift)("okeanos serve in an empty directory", () => {
       const wrong = await swift("-K", "wrong", "stat");
       expect(wrong.code).not.toBe(0);
     } finally {
-      child.kill("SIGTERM");
+      expect(await served.stop(), served.output().stderr).toBe(0);
     }
-    const [code] = await exited;
-    expect(code, stderr).toBe(0);
   }, 60_000);
 });
 
@@ -139,38 +99,18 @@ describe("okeanos serve configuration", () => {
     const config = join(dir, "serve.json");
     const store = `file:${join(dir, "from-file-store")}`;
     await writeFile(config, JSON.stringify({ port: 0, store, database: `sqlite:${join(dir, "from-file.db")}`, nbd: false, logLevel: "debug", bind: "0.0.0.0" }));
-    const child = spawn(process.execPath, [cliEntry, "--json", "serve", "--config", config, "--log-level", "warn"], {
-      cwd: dir,
-      env: { ...process.env, OKEANOS_DATABASE: undefined, OKEANOS_STORE: undefined, OKEANOS_BIND: "127.0.0.1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = once(child, "exit");
+    const served = await startServe(["--config", config, "--log-level", "warn"], { cwd: dir, env: { OKEANOS_BIND: "127.0.0.1" } });
     try {
-      const banner = await new Promise<{ bind: string; store: string; database: string; nbd: string[] }>((resolve, reject) => {
-        child.stdout.on("data", (chunk: Buffer) => {
-          stdout += chunk.toString();
-          try {
-            resolve(JSON.parse(stdout) as { bind: string; store: string; database: string; nbd: string[] });
-          } catch {
-            // not all of it yet
-          }
-        });
-        child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-      });
+      const { banner } = served;
       expect(banner.store).toBe(store); // from the file
       expect(banner.database).toContain("from-file.db"); // from the file
       expect(banner.nbd).toEqual([]); // nbd: false in the file
       expect(banner.bind).toBe("127.0.0.1"); // the environment over the file's 0.0.0.0
       // --log-level warn (flag) over the file's debug: no per-request debug lines.
-      expect(stdout.split("\n").filter((line) => line.includes('"level":20'))).toEqual([]);
+      expect(served.output().stdout.split("\n").filter((line) => line.includes('"level":20'))).toEqual([]);
     } finally {
-      child.kill("SIGTERM");
+      expect(await served.stop(), served.output().stderr).toBe(0);
     }
-    const [code] = await exited;
-    expect(code, stderr).toBe(0);
   }, 60_000);
 
   it("refuses an unknown setting or a wrong type, naming it", async () => {
