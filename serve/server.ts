@@ -6,6 +6,7 @@
  *   /auth/v1.0      Swift v1 auth                       identity/plugin.ts
  *   /object-store/… the object store (Swift + Pithos+)  gateways/pithos/plugin.ts
  *   /public/{token} published objects, no auth          gateways/pithos/public.ts
+ *   /image/…        images (Glance v2, Plankton v1)     gateways/plankton/plugin.ts
  *   /healthz        200 when the database answers
  *   /metrics        Prometheus text format              metrics.ts
  *
@@ -18,7 +19,8 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastif
 import { sql } from "kysely";
 import type { MetadataDatabase } from "../db/index.ts";
 import { IdentityService, identityPlugin, localTokenValidator, swiftAuthPlugin, type IdentityServiceOptions } from "../identity/index.ts";
-import { pithosPlugin, publicPlugin, type PithosService } from "../gateways/pithos/index.ts";
+import { objectStoreUrlRewriter, pithosPlugin, publicPlugin, type PithosService } from "../gateways/pithos/index.ts";
+import { planktonPlugin } from "../gateways/plankton/index.ts";
 import { HttpMetrics } from "./metrics.ts";
 
 /**
@@ -38,7 +40,7 @@ export interface ServerOptions {
   now?: () => number;
   /** Users whose tokens may issue and resolve quota commissions (identity/quotas.ts). */
   serviceUsers?: readonly string[];
-  /** The object store over the engine; without it /object-store and /public are not served. */
+  /** The object store over the engine; without it /object-store, /public and /image are not served. */
   pithos?: PithosService;
 }
 
@@ -48,6 +50,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     genReqId: () => `req-${randomUUID()}`,
     bodyLimit: requestBodyBytesMaxDefault,
     routerOptions: { ignoreTrailingSlash: true },
+    rewriteUrl: objectStoreUrlRewriter("/object-store"),
   });
   // Swift's server-side copy and Pithos+'s move are their own verbs (swift.md 9).
   app.addHttpMethod("COPY", { hasBody: true });
@@ -78,6 +81,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     const pithosOptions = { service: options.pithos, tokens: localTokenValidator(identity), ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }) };
     await app.register(pithosPlugin, { ...pithosOptions, prefix: "/object-store" });
     await app.register(publicPlugin, { service: options.pithos, prefix: "/public" });
+    // Images are Pithos+ files: the image service needs the object store.
+    await app.register(planktonPlugin, { ...pithosOptions, prefix: "/image" });
   }
   return app;
 }

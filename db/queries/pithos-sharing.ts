@@ -55,6 +55,9 @@ export async function setSharing(db: MetadataDatabase, objectId: number, sharing
   });
 }
 
+/** Pithos+ directory objects: the only parents whose sharing their children inherit. */
+export const directoryContentType = "application/directory";
+
 export interface EffectiveSharing {
   sharing: PithosSharing;
   /** The object the sharing is set on: `path` itself or a parent (X-Object-Shared-By). */
@@ -62,16 +65,35 @@ export interface EffectiveSharing {
   path: string;
 }
 
-/** The sharing that applies at `path` (which need not exist), undefined when none does. */
+/**
+ * The sharing that applies at `path` (which need not exist), undefined when none does: the
+ * object's own, else that of the nearest parent that is a directory object (current version
+ * of type `application/directory`), as Pithos+ inherits it (synnefo.md B.5). A plain file's
+ * sharing is its own: sharing `a` does not open `a/b`.
+ */
 export async function effectiveSharing(db: MetadataDatabase, containerId: number, path: string): Promise<EffectiveSharing | undefined> {
   const id = checkId("containerId", containerId);
-  const candidates = [checkObjectPath(path), ...parentsOf(path)];
+  const own = checkObjectPath(path);
+  const candidates = [own, ...parentsOf(path)];
   const rows = await db.kysely
     .selectFrom("pithos_objects as o")
     .select(["o.id", "o.path"])
     .where("o.container_id", "=", id)
     .where("o.path", "in", candidates)
     .where(({ exists, selectFrom }) => exists(selectFrom("pithos_sharing as s").select("s.object_id").whereRef("s.object_id", "=", "o.id")))
+    .where((eb) =>
+      eb.or([
+        eb("o.path", "=", own),
+        eb.exists(
+          eb
+            .selectFrom("pithos_versions as v")
+            .select("v.serial")
+            .whereRef("v.object_id", "=", "o.id")
+            .where("v.state", "=", "current")
+            .where("v.content_type", "like", `${directoryContentType}%`),
+        ),
+      ]),
+    )
     .execute();
   const nearest = rows.sort((a, b) => b.path.length - a.path.length)[0];
   if (nearest === undefined) return undefined;

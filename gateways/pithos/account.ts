@@ -32,6 +32,8 @@ function accountHeaders(account: PithosAccount): Record<string, string> {
     "x-timestamp": xTimestamp(account.createdAt),
     "last-modified": lastModifiedHeader(account.modifiedAt),
     "accept-ranges": "bytes",
+    // The listing's format follows Accept (swift.md 2).
+    vary: "Accept",
     ...metadataHeaders("account", account.meta),
   };
   return { ...headers, ...accountGroupHeaders(account.groups) };
@@ -79,7 +81,9 @@ async function postAccount(context: PithosContext): Promise<FastifyReply> {
   await setAccountMeta(context.service.db, account.account, applyMetadata(account.meta, parsed, "merge"), { replace: true });
   const groups = parseAccountGroups(context.request.headers);
   if (Object.keys(groups).length > 0) {
-    await setAccountGroups(context.service.db, account.account, applyAccountGroups(account.groups, groups, context.query.has("update") ? "merge" : "merge"));
+    // Pithos+: with `update` the named groups change (an empty list removes one), without it
+    // the request's groups are all there is; either way the result replaces what is stored.
+    await setAccountGroups(context.service.db, account.account, applyAccountGroups(account.groups, groups, context.query.has("update") ? "merge" : "replace"), { replace: true });
   }
   return context.reply.code(204).send();
 }

@@ -13,6 +13,7 @@ import { applyMetadata, metadataHeaders, parseMetadataHeaders } from "./wire/met
 import { checkContainerName } from "./wire/names.ts";
 import { lastModifiedHeader, xTimestamp } from "./wire/timestamps.ts";
 import { storagePolicyName } from "./wire/info.ts";
+import { sloSummary } from "./object-read.ts";
 
 /** One block-upload request carries at most this many bytes (kamaki sends one block per request). */
 export const blockUploadBytesMax = 64 * 1024 * 1024;
@@ -29,6 +30,7 @@ function containerHeaders(context: PithosContext, container: PithosContainer): R
     "x-timestamp": xTimestamp(container.createdAt),
     "last-modified": lastModifiedHeader(container.modifiedAt),
     "accept-ranges": "bytes",
+    vary: "Accept",
     ...metadataHeaders("container", container.meta),
   };
 }
@@ -85,10 +87,12 @@ async function getContainer(context: PithosContext): Promise<FastifyReply> {
     // Others see only what is shared with them (Pithos+ lists the allowed objects).
     if (!owner && (await accessFor(context.service.db, context.caller.userUuid, container.account, container.id, entry.path)) === "none") continue;
     const { version, object } = entry;
+    // An SLO lists its total size and its segments' etag (swift.md 8), from the stored manifest.
+    const slo = version.sloManifest === null ? undefined : sloSummary(version.sloManifest);
     entries.push({
       name: entry.path,
-      hash: version.etag,
-      bytes: version.sizeBytes,
+      hash: slo?.manifestEtag ?? version.etag,
+      bytes: slo?.sizeBytes ?? version.sizeBytes,
       contentType: version.contentType,
       lastModifiedMs: version.modifiedAt,
       extra: {
@@ -97,6 +101,7 @@ async function getContainer(context: PithosContext): Promise<FastifyReply> {
         x_object_version: version.serial,
         x_object_version_timestamp: (version.modifiedAt / 1000).toFixed(6),
         x_object_modified_by: version.modifiedBy,
+        ...(slo !== undefined && { slo_etag: slo.sloEtag }),
       },
     });
   }
@@ -129,7 +134,8 @@ async function postContainer(context: PithosContext): Promise<FastifyReply> {
   const parsed = parseMetadataHeaders("container", context.request.headers);
   // Swift merges container metadata on POST; Pithos+ without `update` replaces it. Swift's
   // clients rely on merging, and Pithos+ clients always send `update`: merge.
-  await updateContainer(context.service.db, container.id, { meta: applyMetadata(container.meta, parsed, "merge"), ...policyFromHeaders(context) });
+  // applyMetadata already merged and removed: what it returns is the whole new set.
+  await updateContainer(context.service.db, container.id, { meta: applyMetadata(container.meta, parsed, "merge"), replaceMeta: true, ...policyFromHeaders(context) });
   return context.reply.code(204).send();
 }
 

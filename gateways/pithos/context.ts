@@ -60,7 +60,9 @@ export function requireOwner(context: PithosContext): void {
 export async function loadContainer(context: PithosContext, name: string | undefined = context.containerName, account = context.account): Promise<PithosContainer> {
   if (name === undefined) throw new PithosError("ENOT_FOUND");
   const container = await getContainer(context.service.db, account, name);
-  if (container === undefined) throw new PithosError("ENOT_FOUND");
+  // To anyone but the owner a missing container looks like a forbidden one: names in other
+  // accounts cannot be probed.
+  if (container === undefined) throw new PithosError(context.caller.userUuid === account ? "ENOT_FOUND" : "EFORBIDDEN");
   return container;
 }
 

@@ -4,7 +4,7 @@
  * -Version, -Version-Timestamp, -Modified-By, -Sharing, -Public), synnefo.md B.2.
  */
 import { isOwner, type PithosContext } from "./context.ts";
-import type { ObjectView } from "./object-read.ts";
+import { sloSummary, type ObjectView } from "./object-read.ts";
 import { metadataHeaders } from "./wire/metadata.ts";
 import { objectSharingHeader } from "./wire/sharing.ts";
 import { lastModifiedHeader, xTimestamp } from "./wire/timestamps.ts";
@@ -32,7 +32,10 @@ export function objectHeaders(view: ObjectView, context: PithosContext): Record<
   if (version.contentEncoding !== null) headers["content-encoding"] = version.contentEncoding;
   if (version.contentDisposition !== null) headers["content-disposition"] = version.contentDisposition;
   if (version.manifest !== null) headers["x-object-manifest"] = version.manifest;
-  if (version.sloManifest !== null) headers["x-static-large-object"] = "True";
+  if (version.sloManifest !== null) {
+    headers["x-static-large-object"] = "True";
+    headers["x-manifest-etag"] = sloSummary(version.sloManifest).manifestEtag;
+  }
   if (version.deleteAt !== null) headers["x-delete-at"] = String(Math.floor(version.deleteAt / 1000));
   if (isOwner(context)) {
     if (object.sharing !== null) headers["x-object-sharing"] = objectSharingHeader(object.sharing);

@@ -6,14 +6,14 @@
  */
 import { Readable } from "node:stream";
 import type { FastifyReply } from "fastify";
-import { getCurrent, getVersion, listObjects, listVersions, type PithosContainer, type PithosObject, type PithosVersion } from "../../db/index.ts";
+import { accessFor, effectiveSharing, getCurrent, getVersion, listObjects, listVersions, type PithosContainer, type PithosObject, type PithosVersion } from "../../db/index.ts";
 import { loadContainer, requireObjectAccess, type PithosContext } from "./context.ts";
 import { objectHeaders } from "./object-headers.ts";
 import { evaluateConditions, ifRangeMatches } from "./wire/conditionals.ts";
 import { PithosError, rangeNotSatisfiable } from "./wire/errors.ts";
 import { listingFormat } from "./wire/listing.ts";
 import { contentRange, multipartFraming, parseRange } from "./wire/ranges.ts";
-import { lastModifiedSeconds } from "./wire/timestamps.ts";
+import { lastModifiedSeconds, listingLastModified } from "./wire/timestamps.ts";
 import { parseObjectManifest } from "./wire/names.ts";
 import { createHash, randomBytes } from "node:crypto";
 
@@ -50,6 +50,7 @@ export async function readObject(context: PithosContext): Promise<FastifyReply> 
   const isHead = context.request.method === "HEAD";
 
   reply.headers(objectHeaders(view, context));
+  if (context.caller.userUuid !== container.account) reply.headers(await granteeHeaders(context, container, path));
   if (query.has("hashmap") && query.get("format") !== null && context.request.method === "GET") return sendHashmap(context, view);
   if (query.get("multipart-manifest") === "get" && view.version.sloManifest !== null) return sendSloManifest(context, view);
 
@@ -91,6 +92,16 @@ export async function readObject(context: PithosContext): Promise<FastifyReply> 
     yield framing.epilogue;
   };
   return reply.code(206).send(Readable.from(parts()));
+}
+
+/** What a grantee is allowed, and (when inherited) which directory object shares it (synnefo.md B.2, B.5). */
+async function granteeHeaders(context: PithosContext, container: PithosContainer, path: string): Promise<Record<string, string>> {
+  const db = context.service.db;
+  const access = await accessFor(db, context.caller.userUuid, container.account, container.id, path);
+  const headers: Record<string, string> = { "x-object-allowed-to": access === "write" ? "write" : "read" };
+  const effective = await effectiveSharing(db, container.id, path);
+  if (effective !== undefined && effective.path !== path) headers["x-object-shared-by"] = `${container.name}/${effective.path}`;
+  return headers;
 }
 
 async function findVersion(context: PithosContext, container: PithosContainer, path: string): Promise<{ object: PithosObject; version: PithosVersion }> {
@@ -141,10 +152,24 @@ export interface StoredSloSegment {
   path: string;
   etag: string;
   sizeBytes: number;
+  /** The segment's modification time when the manifest was stored (ms). */
+  modifiedAt?: number;
 }
 
 export function parseStoredSlo(json: string): StoredSloSegment[] {
   return JSON.parse(json) as StoredSloSegment[];
+}
+
+/** What Swift shows of an SLO without reading its segments: size, `slo_etag`, manifest etag. */
+export function sloSummary(json: string): { sizeBytes: number; sloEtag: string; manifestEtag: string } {
+  const segments = parseStoredSlo(json);
+  const etags = createHash("md5");
+  for (const segment of segments) etags.update(segment.etag);
+  return {
+    sizeBytes: segments.reduce((total, segment) => total + segment.sizeBytes, 0),
+    sloEtag: `"${etags.digest("hex")}"`,
+    manifestEtag: createHash("md5").update(json).digest("hex"),
+  };
 }
 
 /** A segment in the same account; the caller needs read access to it too. */
@@ -227,7 +252,13 @@ async function sendSloManifest(context: PithosContext, view: ObjectView): Promis
   const body = segments.map((segment) =>
     raw
       ? { path: `/${segment.container}/${segment.path}`, etag: segment.etag, size_bytes: segment.sizeBytes }
-      : { name: `/${segment.container}/${segment.path}`, bytes: segment.sizeBytes, hash: segment.etag, content_type: "application/octet-stream" },
+      : {
+          name: `/${segment.container}/${segment.path}`,
+          bytes: segment.sizeBytes,
+          hash: segment.etag,
+          content_type: "application/octet-stream",
+          ...(segment.modifiedAt !== undefined && { last_modified: listingLastModified(segment.modifiedAt) }),
+        },
   );
   return context.reply.code(200).type("application/json; charset=utf-8").send(JSON.stringify(body));
 }

@@ -23,7 +23,7 @@ import {
 import { isOwner, loadContainer, requireObjectAccess, type PithosContext } from "./context.ts";
 import { publicLink } from "./object-headers.ts";
 import { isPartialUpdate, partialUpdate } from "./partial-update.ts";
-import { parseStoredSlo, viewOf, type StoredSloSegment } from "./object-read.ts";
+import { parseStoredSlo, segmentStream, viewOf, type StoredSloSegment } from "./object-read.ts";
 import { readBodyBytes, requestBody } from "./request-body.ts";
 import type { StoredVersion, VersionFields } from "./service.ts";
 import { putPreconditions } from "./wire/conditionals.ts";
@@ -102,6 +102,7 @@ export async function putObject(context: PithosContext): Promise<FastifyReply> {
   const container = await loadContainer(context);
   const path = context.objectPath as string;
   await requireObjectAccess(context, container, path, "write");
+  checkSharingAndPublic(context);
   const copyFrom = header(context, "x-copy-from");
   const moveFrom = header(context, "x-move-from");
   if (copyFrom !== undefined || moveFrom !== undefined) {
@@ -157,7 +158,7 @@ async function putHashmap(context: PithosContext, container: PithosContainer, pa
   const result = await context.service.putFromHashmap(container, path, bytes as number, (hashes as string[]).map((h) => Buffer.from(h, "hex")), fields, options);
   if ("missing" in result) {
     const missing = result.missing.map((hash) => hash.toString("hex"));
-    const json = context.query.get("format") === "json" || context.query.get("format") === null;
+    const json = context.query.get("format") === "json";
     return context.reply
       .code(409)
       .type(json ? "application/json; charset=utf-8" : "text/plain; charset=utf-8")
@@ -190,7 +191,7 @@ async function putSlo(context: PithosContext, container: PithosContainer, path: 
     await requireObjectAccess(context, segmentContainer, source.object, "read");
     if (typeof etag === "string" && etag !== found.version.etag) throw new PithosError("EBAD_REQUEST", `Index ${index}: Etag Mismatch`);
     if (typeof sizeBytes === "number" && sizeBytes !== found.version.sizeBytes) throw new PithosError("EBAD_REQUEST", `Index ${index}: Size Mismatch`);
-    segments.push({ container: source.container, path: source.object, etag: found.version.etag, sizeBytes: found.version.sizeBytes });
+    segments.push({ container: source.container, path: source.object, etag: found.version.etag, sizeBytes: found.version.sizeBytes, modifiedAt: found.version.modifiedAt });
   }
   const fields = { ...versionFields(context, path), sloManifest: JSON.stringify(segments) };
   // The manifest itself holds no data; its size and ETag are computed from the segments when read.
@@ -233,9 +234,18 @@ async function copyOrMove(context: PithosContext, source: SourceRef, target: { c
   // A move within one account renames (same uuid and map); across accounts it is copy + delete.
   if (mode === "move" && sourceContainer.account === target.container.account) {
     if (sourceContainer.id === target.container.id && source.path === target.path) throw new PithosError("EBAD_REQUEST", "Source and destination are the same object.");
-    stored = await renameObject(context.service.db, sourceContainer.id, source.path, target.container.id, target.path, { ...options, fields });
+    stored = await renameObject(context.service.db, sourceContainer.id, source.path, target.container.id, target.path, {
+      ...options,
+      fields: { ...fields, manifest: found.version.manifest, sloManifest: found.version.sloManifest },
+    });
+  } else if (found.version.manifest !== null || found.version.sloManifest !== null) {
+    // A large object copies as the data it assembles, into a plain object (swift.md 9): the
+    // copy must not change when the segments later do.
+    const view = await viewOf(context, sourceContainer, found.object, found.version);
+    stored = await context.service.putFromStream(target.container, target.path, segmentStream(context, view.segments, 0, view.sizeBytes), { ...fields, manifest: null, sloManifest: null }, options);
+    if (mode === "move") await context.service.delete(sourceContainer, source.path, context.caller.userUuid);
   } else {
-    stored = await context.service.copy(found, target.container, target.path, { ...fields, manifest: found.version.manifest ?? fields.manifest, sloManifest: found.version.sloManifest }, options);
+    stored = await context.service.copy(found, target.container, target.path, { ...fields, manifest: null, sloManifest: null }, options);
     if (mode === "move") await context.service.delete(sourceContainer, source.path, context.caller.userUuid);
   }
   await applySharingAndPublic(context, stored.object);
@@ -259,6 +269,7 @@ export async function copyVerb(context: PithosContext): Promise<FastifyReply> {
   const target = parseObjectPathHeader("Destination", destination);
   const destinationAccount = header(context, "destination-account");
   const container = await loadContainer(context, target.container, destinationAccount === undefined ? context.account : accountOf(destinationAccount));
+  checkSharingAndPublic(context);
   await requireObjectAccess(context, container, target.object, "write");
   return copyOrMove(
     context,
@@ -275,6 +286,7 @@ export async function postObject(context: PithosContext): Promise<FastifyReply> 
   await requireObjectAccess(context, container, path, "write");
   const found = await getCurrent(context.service.db, container.id, path);
   if (found === undefined) throw new PithosError("ENOT_FOUND");
+  checkSharingAndPublic(context);
   if (isPartialUpdate(context)) {
     const stored = await partialUpdate(context);
     await applySharingAndPublic(context, stored.object);
@@ -313,11 +325,22 @@ export async function postObject(context: PithosContext): Promise<FastifyReply> 
 }
 
 /** X-Object-Sharing and X-Object-Public: the owner's alone to set (synnefo.md B.5). */
+/**
+ * Refuses, before anything is stored, a request whose sharing or publishing headers would be
+ * refused after: a malformed X-Object-Sharing (400), or either header from a non-owner (403).
+ */
+function checkSharingAndPublic(context: PithosContext): void {
+  const sharing = context.request.headers["x-object-sharing"];
+  if (sharing === undefined && header(context, "x-object-public") === undefined) return;
+  if (!isOwner(context)) throw new PithosError("EFORBIDDEN", "Only the owner may change sharing or publishing.");
+  if (sharing !== undefined) parseObjectSharing(Array.isArray(sharing) ? sharing.join(";") : sharing);
+}
+
 async function applySharingAndPublic(context: PithosContext, object: PithosObject): Promise<void> {
   const sharing = context.request.headers["x-object-sharing"];
   const published = header(context, "x-object-public");
   if (sharing === undefined && published === undefined) return;
-  if (!isOwner(context)) throw new PithosError("EFORBIDDEN", "Only the owner may change sharing or publishing.");
+  checkSharingAndPublic(context);
   if (sharing !== undefined) {
     const parsed = parseObjectSharing(Array.isArray(sharing) ? sharing.join(";") : sharing);
     await setSharing(context.service.db, object.id, parsed.read.length === 0 && parsed.write.length === 0 ? null : parsed);

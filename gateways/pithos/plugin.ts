@@ -26,6 +26,32 @@ import { capabilities } from "./wire/info.ts";
 import { parseObjectStorePath } from "./wire/names.ts";
 import { transId } from "./wire/timestamps.ts";
 
+/**
+ * Object names may hold escapes that are not UTF-8 (`%ff`: Swift's 412) or not escapes at all
+ * (`100%zz`: a literal `%`, as Python's unquote leaves it). fastify's router decodes the path
+ * before any route runs and answers such URLs with its own 400. The server's rewriteUrl hook
+ * (serve/server.ts) sends them to a placeholder path of ours and keeps the request's real URL
+ * here, for dispatch to parse with Swift's rules.
+ */
+const realUrls = new WeakMap<object, string>();
+const placeholderPath = "/v1/-";
+
+/** For fastify's `rewriteUrl`: the URL to route, given the request's (object store under `prefix`). */
+export function objectStoreUrlRewriter(prefix: string): (request: { url?: string }) => string {
+  return (request) => {
+    const url = request.url ?? "/";
+    if (!url.startsWith(`${prefix}/`)) return url;
+    const queryStart = url.indexOf("?");
+    try {
+      decodeURIComponent(url.slice(0, queryStart < 0 ? url.length : queryStart));
+      return url;
+    } catch {
+      realUrls.set(request, url);
+      return `${prefix}${placeholderPath}`;
+    }
+  };
+}
+
 export interface PithosPluginOptions {
   service: PithosService;
   /** Who a token belongs to: identity in-process, or a RemoteTokenValidator when deployed apart. */
@@ -42,7 +68,10 @@ export async function pithosPlugin(app: FastifyInstance, options: PithosPluginOp
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("*", (_request, _payload, done) => done(null, undefined));
   app.setErrorHandler(sendPithosError);
-  app.setNotFoundHandler((request, reply) => sendPithosError(new PithosError("ENOT_FOUND"), request, reply));
+  // A path of ours with a method we do not route (PATCH, PROPFIND…) is 405, as Swift answers.
+  app.setNotFoundHandler((request, reply) =>
+    sendPithosError(new PithosError(request.url.startsWith(`${app.prefix}/v1`) ? "EMETHOD_NOT_ALLOWED" : "ENOT_FOUND"), request, reply),
+  );
   // Swift's transaction id in both headers (swift.md 2); this hook runs after serve's, which
   // sets X-Openstack-Request-Id to fastify's request id (the log has both).
   app.addHook("onSend", async (request, reply) => {
@@ -60,7 +89,7 @@ export async function pithosPlugin(app: FastifyInstance, options: PithosPluginOp
   };
   const prefixLength = app.prefix.length + "/v1".length;
   const dispatch = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const url = request.raw.url ?? "/";
+    const url = realUrls.get(request.raw) ?? request.raw.url ?? "/";
     const queryStart = url.indexOf("?");
     const rawPath = url.slice(prefixLength, queryStart < 0 ? url.length : queryStart);
     const query = new URLSearchParams(queryStart < 0 ? "" : url.slice(queryStart + 1));

@@ -138,10 +138,10 @@ export class PithosService {
   }
 
   /** A new version whose data is an existing map (copy: a fresh copy of the map; metadata update: the same map). */
-  async commit(container: PithosContainer, path: string, fields: NewPithosVersion, options: WriteConditions & { modifiedBy: string }): Promise<StoredVersion> {
+  async commit(container: PithosContainer, path: string, fields: NewPithosVersion, options: WriteConditions & { modifiedBy: string; chargeBytes?: number }): Promise<StoredVersion> {
     const current = await getCurrent(this.db, container.id, path);
     if (options.createOnly === true && current !== undefined) throw new PithosError("EPRECONDITION_FAILED", "Object already exists.");
-    const deltaBytes = fields.sizeBytes - (current?.version.sizeBytes ?? 0);
+    const deltaBytes = (options.chargeBytes ?? fields.sizeBytes) - (current?.version.sizeBytes ?? 0);
     const reservation = await reserveDiskspace(this.db, container.account, deltaBytes, `pithos put ${container.name}/${path}`);
     let result;
     try {
@@ -157,6 +157,30 @@ export class PithosService {
     await reservation.accept();
     await this.dropMaps(result.unreferencedMaps);
     return { object: result.object, version: result.version };
+  }
+
+  /**
+   * A frozen engine map (a hashed snapshot) becomes a file: a new map with the same block
+   * hashes (O(map), no block copied or read). `chargeBytes` is what the owner's disk space
+   * quota is charged: by default the size, but an image frozen from a volume shares most
+   * blocks with it and is charged only the blocks hashing stored anew (issue 7).
+   */
+  async putFromMap(
+    container: PithosContainer,
+    path: string,
+    sourceMapName: string,
+    fields: VersionFields,
+    options: WriteConditions & { modifiedBy: string; chargeBytes?: number },
+  ): Promise<StoredVersion> {
+    const hashmap = await this.engine.fileHashmap(sourceMapName);
+    const mapName = newFileMapName();
+    await this.engine.copyFile(sourceMapName, mapName);
+    try {
+      return await this.commit(container, path, { ...fields, mapName, sizeBytes: hashmap.sizeBytes, contentHash: hashmap.contentHash, etag: hashmap.contentHash }, options);
+    } catch (error) {
+      await this.#dropMap(mapName);
+      throw error;
+    }
   }
 
   /** Server-side copy: a new map with the same block hashes (no block is copied). */

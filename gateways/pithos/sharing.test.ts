@@ -121,7 +121,7 @@ describeEachEngine("pithos HTTP: sharing and public links", (databases) => {
       expect(await read(bob, "docs/private/p.txt")).toBe(403);
     });
 
-    it.fails("only application/directory objects pass their sharing on (synnefo.md B.5)", async () => {
+    it("only application/directory objects pass their sharing on (synnefo.md B.5)", async () => {
       const alice = await harness().user("alice");
       const bob = await harness().user("bob");
       await alice.container("c");
@@ -131,7 +131,7 @@ describeEachEngine("pithos HTTP: sharing and public links", (databases) => {
       expect((await bob.request("GET", "/c/file/under", { account: alice.account })).status).toBe(403);
     });
 
-    it.fails("grantees get X-Object-Allowed-To and X-Object-Shared-By (synnefo.md B.2, B.5)", async () => {
+    it("grantees get X-Object-Allowed-To and X-Object-Shared-By (synnefo.md B.2, B.5)", async () => {
       const alice = await harness().user("alice");
       const bob = await harness().user("bob");
       await alice.container("c");
@@ -193,7 +193,7 @@ describeEachEngine("pithos HTTP: sharing and public links", (databases) => {
       expect((await alice.request("HEAD", "/c/o")).header("x-object-sharing")).toBeUndefined();
     });
 
-    it.fails("a PUT refused for its X-Object-Sharing (400) or X-Object-Public (403) stores nothing", async () => {
+    it("a PUT refused for its X-Object-Sharing (400) or X-Object-Public (403) stores nothing", async () => {
       const alice = await harness().user("alice");
       const bob = await harness().user("bob");
       await alice.container("c");
