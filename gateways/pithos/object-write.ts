@@ -251,7 +251,7 @@ async function copyOrMove(context: PithosContext, source: SourceRef, target: { c
   await applySharingAndPublic(context, stored.object);
   return created(context, stored, {
     "x-copied-from": `${source.containerName}/${source.path}`,
-    "x-copied-from-account": sourceAccount,
+    "x-copied-from-account": `AUTH_${sourceAccount}`,
     "x-copied-from-last-modified": lastModifiedHeader(found.version.modifiedAt),
   });
 }

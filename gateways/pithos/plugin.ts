@@ -87,13 +87,13 @@ export async function pithosPlugin(app: FastifyInstance, options: PithosPluginOp
     container: containerRoutes,
     object: objectRoutes,
   };
-  const prefixLength = app.prefix.length + "/v1".length;
+  const prefixLength = app.prefix.length;
   const dispatch = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const url = realUrls.get(request.raw) ?? request.raw.url ?? "/";
     const queryStart = url.indexOf("?");
     const rawPath = url.slice(prefixLength, queryStart < 0 ? url.length : queryStart);
     const query = new URLSearchParams(queryStart < 0 ? "" : url.slice(queryStart + 1));
-    const path = parseObjectStorePath(`/v1${rawPath}`);
+    const path = parseObjectStorePath(rawPath);
     const caller = await authenticateRequest(options.tokens, request, query, path.account);
     if (path.kind === "root") {
       if (request.method !== "GET" && request.method !== "HEAD") throw new PithosError("EMETHOD_NOT_ALLOWED");
@@ -115,16 +115,8 @@ export async function pithosPlugin(app: FastifyInstance, options: PithosPluginOp
       publicUrl: options.publicUrl,
     });
   };
-  app.route({
-    method: ["GET", "HEAD", "PUT", "POST", "DELETE", "COPY", "MOVE"],
-    url: "/v1",
-    exposeHeadRoute: false,
-    handler: dispatch,
-  });
-  app.route({
-    method: ["GET", "HEAD", "PUT", "POST", "DELETE", "COPY", "MOVE"],
-    url: "/v1/*",
-    exposeHeadRoute: false,
-    handler: dispatch,
-  });
+  // `/v1` and `/v1.0`, both valid_api_versions in /info (wire/names.ts checks the version).
+  for (const url of ["/v1", "/v1/*", "/v1.0", "/v1.0/*"]) {
+    app.route({ method: ["GET", "HEAD", "PUT", "POST", "DELETE", "COPY", "MOVE"], url, exposeHeadRoute: false, handler: dispatch });
+  }
 }
