@@ -2,7 +2,8 @@
 export { openDatabase, type DatabaseEngine, type MetadataDatabase, type OpenDatabaseOptions } from "./connect.ts";
 export { dbErrorCodes, DbError, isDbError, type DbErrorCode } from "./errors.ts";
 export { latestMigration, migrateToLatest } from "./migrations/index.ts";
-export type { CommissionState, Database, PithosSharingAccess, PithosVersioning, PithosVersionState, UserState } from "./schema.ts";
+export type { CommissionState, Database, PithosSharingAccess, PithosVersioning, PithosVersionState, PlanktonImageStatus, UserState } from "./schema.ts";
+export { planktonImageStatuses } from "./schema.ts";
 export { inTransaction } from "./transaction.ts";
 export * from "./queries/users.ts";
 export * from "./queries/tokens.ts";
@@ -16,3 +17,27 @@ export * from "./queries/pithos-sharing.ts";
 export { mergeMeta, type LocatedObject, type PithosContainer, type PithosMeta, type PithosObject, type PithosSharing, type PithosVersion } from "./queries/pithos-common.ts";
 export { compareNames, successorOf, type ListingOptions } from "./queries/pithos-listing.ts";
 export * as limits from "./queries/limits.ts";
+export * from "./queries/plankton.ts";
+export {
+  getImage,
+  listImages,
+  imageListLimitDefault,
+  imageListLimitMax,
+  imageSortKeys,
+  type ImageListOptions,
+  type ImageListPage,
+  type ImageSortKey,
+  type ImageVisibilityFilter,
+} from "./queries/plankton-listing.ts";
+export {
+  imageFormatLengthMax,
+  imageNameLengthMax,
+  imagePropertiesMax,
+  imagePropertyKeyLengthMax,
+  imagePropertyValueLengthMax,
+  imageTagLengthMax,
+  imageTagsMax,
+  type ImageFields,
+  type ImageWithFile,
+  type PlanktonImage,
+} from "./queries/plankton-common.ts";

@@ -25,6 +25,10 @@
  * An object (node) is stable across versions: its path, uuid, sharing and public token. Each
  * upload or metadata change adds a version; at most one version of an object is `current`.
  * Names and paths sort in UTF-8 byte order on both engines (PostgreSQL: COLLATE "C").
+ *
+ * Plankton (synnefo.md C; images are Pithos+ files):
+ *
+ *   plankton_images ··· pithos_objects.uuid   (no foreign key: the image goes with its file)
  */
 import type { Generated } from "kysely";
 
@@ -222,6 +226,46 @@ export interface PithosVersionsTable {
   ended_at: number | null;
 }
 
+export const planktonImageStatuses = ["queued", "saving", "active", "killed", "deleted"] as const;
+/**
+ * Glance's image states: `queued` (registered, no data yet), `saving` (an upload is being
+ * stored), `active` (the file holds the image), `killed` (an upload failed for good),
+ * `deleted` (kept for the record; we delete rows instead, so it is never written today).
+ */
+export type PlanktonImageStatus = (typeof planktonImageStatuses)[number];
+
+/**
+ * An image: a registration beside a Pithos+ file. The data, size and location are the file's
+ * current version (joined by uuid); sharing the image is sharing the file (`*` = public).
+ */
+export interface PlanktonImagesTable {
+  /** The file's pithos_objects.uuid: the image id. */
+  uuid: string;
+  name: string | null;
+  disk_format: string | null;
+  container_format: string | null;
+  status: PlanktonImageStatus;
+  /** GiB and MiB a server booting the image needs (Glance's units). */
+  min_disk: number;
+  min_ram: number;
+  /** 0 or 1: a protected image cannot be deleted. */
+  protected: number;
+  /** 0 or 1: left out of default listings. */
+  os_hidden: number;
+  /** MD5 hex of the data as stored, when known. */
+  checksum: string | null;
+  created_at: number;
+  updated_at: number;
+  /** JSON text of {key: value} (Glance's extra properties, Plankton's `-Property-*`). */
+  properties: string;
+  /** JSON text of a list of strings. */
+  tags: string;
+  /** The owner's user uuid (the file's account at registration). */
+  owner: string;
+  /** 0 or 1: Plankton stored the data itself (`images/<uuid>`), so deleting the image deletes the file. */
+  created_by_upload: number;
+}
+
 export interface Database {
   users: UsersTable;
   tokens: TokensTable;
@@ -235,4 +279,5 @@ export interface Database {
   pithos_objects: PithosObjectsTable;
   pithos_sharing: PithosSharingTable;
   pithos_versions: PithosVersionsTable;
+  plankton_images: PlanktonImagesTable;
 }

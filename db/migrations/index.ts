@@ -13,6 +13,7 @@ import { Migrator, NO_MIGRATIONS, type Migration, type MigrationProvider, type M
 import type { DatabaseEngine, MetadataDatabase } from "../connect.ts";
 import * as identity from "./0001-identity.ts";
 import * as pithos from "./0002-pithos.ts";
+import * as plankton from "./0003-plankton.ts";
 
 interface EngineMigration {
   up(db: Kysely<unknown>, engine: DatabaseEngine): Promise<void>;
@@ -23,6 +24,7 @@ interface EngineMigration {
 const migrations: ReadonlyArray<readonly [string, EngineMigration]> = [
   ["0001-identity", identity],
   ["0002-pithos", pithos],
+  ["0003-plankton", plankton],
 ];
 
 export const migrationNames: readonly string[] = migrations.map(([name]) => name);
