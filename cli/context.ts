@@ -3,7 +3,7 @@
  */
 import { InvalidArgumentError, type Command } from "commander";
 import { Engine } from "../engine/engine.ts";
-import { openObjectStore } from "../engine/blocker/open-store.ts";
+import { openObjectStore, type RadosConnectOptions } from "../engine/blocker/open-store.ts";
 import type { ObjectStore } from "../engine/blocker/object-store.ts";
 import { printReport, type Report } from "./output.ts";
 import { parseDuration, parseSize } from "./units.ts";
@@ -13,16 +13,27 @@ export const storeUriDefault = "file:./data";
 export interface GlobalOptions {
   store: string;
   json: boolean;
+  /** How a rados: store connects: --ceph-conf and --ceph-id (commander reads $CEPH_CONF and $CEPH_ID for them). */
+  rados: RadosConnectOptions;
 }
 
 export function globalOptions(command: Command): GlobalOptions {
-  const options = command.optsWithGlobals<{ store?: string; json?: boolean }>();
-  return { store: options.store ?? storeUriDefault, json: options.json === true };
+  const options = command.optsWithGlobals<{ store?: string; json?: boolean; cephConf?: string; cephId?: string }>();
+  return {
+    store: options.store ?? storeUriDefault,
+    json: options.json === true,
+    rados: { ...(options.cephConf === undefined ? {} : { cephConf: options.cephConf }), ...(options.cephId === undefined ? {} : { cephId: options.cephId }) },
+  };
+}
+
+/** The global options' store, opened (`create`: a file store's directory may be made, for `store init`). */
+export function openStore(options: GlobalOptions, open: { create?: boolean } = {}): Promise<ObjectStore> {
+  return openObjectStore(options.store, { ...open, rados: options.rados });
 }
 
 /** Opens the store's engine, runs `action`, closes the engine whatever happens. */
 export async function withEngine<T>(options: GlobalOptions, action: (engine: Engine) => Promise<T>): Promise<T> {
-  const objects = await openObjectStore(options.store);
+  const objects = await openStore(options);
   const engine = await openEngine(objects);
   try {
     return await action(engine);

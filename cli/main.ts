@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from "commander";
 import { storeUriDefault } from "./context.ts";
 import { errorLines, exitCodeOf, exitCodes } from "./output.ts";
 import { registerFileCommands } from "./commands/file.ts";
+import { registerImageCommands } from "./commands/image.ts";
 import { registerGcCommand } from "./commands/gc.ts";
 import { registerNbdCommands } from "./commands/nbd.ts";
 import { registerServeCommand } from "./commands/serve.ts";
@@ -51,6 +52,7 @@ Run \`okeanos <command> --help\` for a command's options and examples.`,
   registerTokenCommands(program);
   registerQuotaCommands(program);
   registerFileCommands(program);
+  registerImageCommands(program);
   return program;
 }
 

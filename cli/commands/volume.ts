@@ -1,5 +1,5 @@
 /**
- * `okeanos volume …`: create, list, inspect, resize, snapshot, clone, hash, diff, delete.
+ * `okeanos volume …`: create, list, inspect, resize, snapshot, clone, hash, diff, delete, unlock.
  * Import and export (the commands that move bytes) are in transfer.ts.
  *
  * snapshot and resize of a volume that `okeanos nbd serve` holds open on this host are done
@@ -9,12 +9,13 @@
 import { hostname } from "node:os";
 import type { Command } from "commander";
 import type { LockHolder } from "../../engine/blocker/object-store.ts";
+import type { Engine } from "../../engine/engine.ts";
 import { EngineError, isEngineError } from "../../engine/errors.ts";
 import type { DirectoryEntry, MapHeader } from "../../engine/mapper/headers.ts";
 import { callServingProcess, controlUnreachable } from "../../engine/nbd/control-client.ts";
 import { isEngineCode, type ControlRequest, type ControlResults } from "../../engine/nbd/control-wire.ts";
 import { examples, report, sizeArgument, withEngine, type GlobalOptions } from "../context.ts";
-import { fieldTable, progressBar, table, type Report } from "../output.ts";
+import { fieldTable, progressBar, table, UsageError, type Report } from "../output.ts";
 import { formatBytes } from "../units.ts";
 import { registerTransferCommands } from "./transfer.ts";
 
@@ -96,6 +97,16 @@ export function registerVolumeCommands(program: Command): void {
         }),
       ),
     );
+
+  volume
+    .command("unlock <name>")
+    .description(
+      "break the writer lock of a volume whose holder died or hangs (rados stores: its lease would keep the volume until it runs out); " +
+        "the holder is fenced first, so it can never write again",
+    )
+    .option("--force", "break it: if the holder is still alive, its writes fail from now on and what it had not flushed is lost")
+    .addHelpText("after", examples("okeanos volume info vm1            # who holds the lock", "okeanos --store rados:okeanos volume unlock vm1 --force"))
+    .action((name: string, options: { force?: boolean }, command: Command) => report(command, (global) => unlock(global, name, options.force === true)));
 
   registerTransferCommands(volume);
 }
@@ -213,6 +224,49 @@ function localLockHolder(error: unknown): number | undefined {
   return holder.pid;
 }
 
+/**
+ * `volume unlock NAME --force`: the store's breakLock, which fences the holder before the
+ * lock goes. Stores whose locks end with their process (file: flock) have no breakLock.
+ */
+async function unlock(global: GlobalOptions, name: string, force: boolean): Promise<Report> {
+  return withEngine(global, async (engine) => {
+    const lockName = engine.maps.lockObject((await engine.maps.lookup(name)).mapId);
+    const objects = engine.objects;
+    const holder = await objects.lockHolder(lockName);
+    if (objects.breakLock === undefined) {
+      const state = holder === undefined ? `${name} is not locked` : `${name} is held by ${describeHolder(holder)}: stop that process (SIGTERM: it flushes and unlocks)`;
+      throw new EngineError(
+        "EINVALID",
+        `${objects.uri} has no lock to break: its locks are flock(2) locks, which the kernel drops when their holder exits; ${state}`,
+        holder === undefined ? {} : { holder },
+      );
+    }
+    if (!force) {
+      if (holder === undefined) return { text: `${name} is not locked`, json: { name, holder: null, broken: false } };
+      throw new UsageError(
+        `${name} is locked by ${describeHolder(holder)}; breaking the lock fences that client (its writes fail from then on, ` +
+          "what it had not flushed is lost): repeat with --force if it is dead or hung",
+      );
+    }
+    if (holder !== undefined) {
+      process.stderr.write(
+        `okeanos: warning: breaking the lock on ${name} held by ${describeHolder(holder)}. Its client is fenced (blocklisted) first: ` +
+          "every write it still sends fails, and whatever it had not flushed is lost.\n",
+      );
+    }
+    const broken = await objects.breakLock(lockName);
+    if (broken === undefined) return { text: `${name} is not locked`, json: { name, holder: null, broken: false } };
+    return {
+      text: `Unlocked ${name}: the lock of ${describeHolder(broken)} is broken and that client is fenced`,
+      json: { name, holder: broken, broken: true },
+    };
+  });
+}
+
+function describeHolder(holder: LockHolder): string {
+  return `${holder.owner} (pid ${holder.pid} on ${holder.host}, since ${formatTime(holder.acquiredAtMs)})`;
+}
+
 async function hash(global: GlobalOptions, name: string): Promise<Report> {
   return withEngine(global, async (engine) => {
     let doneAtStart: number | undefined;
@@ -264,4 +318,16 @@ export function formatTime(ms: number): string {
     `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
     `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
   );
+}
+
+/**
+ * Snapshots `name` with an engine the caller already has open, or — when a serving process on
+ * this host holds the volume — through that process (between requests, after a flush).
+ */
+export async function snapshotVolume(engine: Engine, name: string, snapshotName: string): Promise<MapHeader> {
+  try {
+    return await engine.snapshot(name, snapshotName);
+  } catch (error) {
+    return (await viaServingProcess(error, { op: "snapshot", volume: name, snapshot: snapshotName })).result;
+  }
 }

@@ -83,6 +83,12 @@ export interface ObjectStore {
   lock(name: string, owner: string, leaseMs: number): Promise<ObjectLock>;
   /** The current holder of a lock, if any (for error messages and `volume info`). */
   lockHolder(name: string): Promise<LockHolder | undefined>;
+  /**
+   * Only where a lock can outlive its holder (rados: a lease): takes the lock away from
+   * whoever holds it, fencing the holder so it cannot write again (`volume unlock --force`).
+   * Says who held it. Absent where locks end with their holder's process (file: flock).
+   */
+  breakLock?(name: string): Promise<LockHolder | undefined>;
   close(): Promise<void>;
 }
 
