@@ -167,11 +167,11 @@ async function hashWithProgress(engine: Engine, snapshot: string): Promise<Await
   }
 }
 
-async function spawnFromImage(global: GlobalOptions, database: string, imageRef: string, volume: string, ownerRef: string, size: string | undefined): Promise<Report> {
+export async function spawnFromImage(global: GlobalOptions, database: string, imageRef: string, volume: string, ownerRef: string, size: string | number | undefined): Promise<Report> {
   return withDatabase(database, async (db: MetadataDatabase) => {
     const owner = await findUser(db, ownerRef);
     const resolved = await resolveImage(db, imageRef, owner.uuid).catch(asCliError);
-    const sizeBytes = size === undefined ? undefined : parseSize(size);
+    const sizeBytes = typeof size === "string" ? parseSize(size) : size;
     return withEngine(global, async (engine) => {
       const header = await engine.clone(resolved.mapName, volume, sizeBytes === undefined ? {} : { sizeBytes });
       return {

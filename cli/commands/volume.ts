@@ -18,17 +18,30 @@ import { examples, report, sizeArgument, withEngine, type GlobalOptions } from "
 import { fieldTable, progressBar, table, UsageError, type Report } from "../output.ts";
 import { formatBytes } from "../units.ts";
 import { registerTransferCommands } from "./transfer.ts";
+import { databaseOption, databaseUrl } from "./database.ts";
+import { spawnFromImage } from "./image.ts";
 
 export function registerVolumeCommands(program: Command): void {
   const volume = program.command("volume").description("volumes, snapshots and clones");
 
   volume
     .command("create <name>")
-    .description("create an empty (all-zero) volume; nothing is stored until it is written")
-    .requiredOption("--size <size>", "size in bytes or with K, M, G, T (powers of 1024)", sizeArgument)
-    .addHelpText("after", examples("okeanos volume create vm1 --size 10G"))
-    .action((name: string, options: { size: number }, command: Command) =>
-      report(command, (global) => withEngine(global, async (engine) => created(await engine.createVolume(name, options.size)))),
+    .description("create an empty (all-zero) volume, nothing stored until it is written; or, --from-image, a clone of an image (no data copied)")
+    .option("--size <size>", "size in bytes or with K, M, G, T (powers of 1024); with --from-image at least the image's", sizeArgument)
+    .option("--from-image <image>", "clone this image (id or name, as --owner sees it)")
+    .option("--owner <user>", "with --from-image: the user (name or uuid) whose images are looked up")
+    .addOption(databaseOption())
+    .addHelpText("after", examples("okeanos volume create vm1 --size 10G", "okeanos volume create vm2 --from-image debian-12-web --owner alice"))
+    .action((name: string, options: { size?: number; fromImage?: string; owner?: string }, command: Command) =>
+      report(command, (global) => {
+        if (options.fromImage !== undefined) {
+          if (options.owner === undefined) throw new UsageError("--from-image needs --owner: images are looked up as a user sees them");
+          return spawnFromImage(global, databaseUrl(command), options.fromImage, name, options.owner, options.size);
+        }
+        if (options.size === undefined) throw new UsageError("--size is required (or --from-image)");
+        const size = options.size;
+        return withEngine(global, async (engine) => created(await engine.createVolume(name, size)));
+      }),
     );
 
   volume

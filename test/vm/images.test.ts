@@ -178,7 +178,7 @@ describe.skipIf(missing.length > 0 && !ci)("images: upload, register, spawn, boo
       expect(sha256(await readFile(overNbd))).toBe(sha256(frozenBytes));
 
       // 6. Spawn the frozen image again (no block) and boot it: the guest's file is there.
-      await okeanos("image", "spawn", "frozen", "vm2", "--owner", "admin");
+      await okeanos("volume", "create", "vm2", "--from-image", "frozen", "--owner", "admin");
       expect(await contentBlocks()).toBe(blocksAfterFreeze);
       const checkNote = randomBytes(8).toString("hex");
       const again = await startGuest(guest, { socketPath, exportName: "vm2", params: { task: "check", note: checkNote } }).result;
