@@ -11,6 +11,7 @@ test_debian_packages=(
   qemu-utils       # qemu-io, qemu-img, qemu-nbd: NBD interoperability tests (engine/nbd/interop.test.ts)
   libnbd-bin       # nbdinfo, nbdcopy, nbdsh: NBD interoperability tests
   fio              # fio's nbd engine: verified random writes at queue depth 32 (engine/nbd/interop.test.ts)
+  wrk              # not the tests: 4 KiB PUT/GET requests/s of the object store in bench/pithos.bench.ts
   python3-libnbd   # nbdsh's Python bindings (nbdsh -c scripts)
   qemu-system-x86  # a real VM booted from a volume over NBD (test/vm)
   e2fsprogs        # debugfs: read the guest's files out of an exported volume (test/vm)
