@@ -2,7 +2,7 @@
  * Benchmark entry point: `npm run bench -- [group…] [--quick]`.
  *
  *   group     run only groups whose name contains this word (map-lookup, hash, volume-io,
- *             snapshot-clone, nbd, pithos); several may be given; default: all
+ *             snapshot-clone, nbd, pithos, rados); several may be given; default: all
  *   --quick   short smoke run (small volumes, short timings): checks that everything runs,
  *             its numbers mean little
  *
@@ -16,8 +16,9 @@ import { volumeIoGroup } from "./volume-io.bench.ts";
 import { snapshotCloneGroup } from "./snapshot-clone.bench.ts";
 import { nbdGroup } from "./nbd.bench.ts";
 import { pithosGroup } from "./pithos.bench.ts";
+import { radosGroup } from "./rados.bench.ts";
 
-const groups: readonly BenchGroup[] = [mapLookupGroup, hashGroup, volumeIoGroup, snapshotCloneGroup, nbdGroup, pithosGroup];
+const groups: readonly BenchGroup[] = [mapLookupGroup, hashGroup, volumeIoGroup, snapshotCloneGroup, nbdGroup, pithosGroup, radosGroup];
 
 function usage(): string {
   return [

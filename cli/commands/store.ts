@@ -3,10 +3,9 @@
  */
 import { Option, type Command } from "commander";
 import { Engine } from "../../engine/engine.ts";
-import { openObjectStore } from "../../engine/blocker/open-store.ts";
 import { hashAlgorithms, type HashAlgorithm } from "../../engine/blocker/content.ts";
 import { blockSizeDefaultBytes } from "../../engine/mapper/headers.ts";
-import { examples, report, sizeArgument, withEngine, type GlobalOptions } from "../context.ts";
+import { examples, openStore, report, sizeArgument, withEngine, type GlobalOptions } from "../context.ts";
 import { fieldTable, table, type Report } from "../output.ts";
 import { formatBytes } from "../units.ts";
 
@@ -15,10 +14,21 @@ export function registerStoreCommands(program: Command): void {
 
   store
     .command("init")
-    .description("initialise an empty store at --store (block size and hash are fixed for its lifetime)")
+    .description(
+      "initialise an empty store at --store (block size and hash are fixed for its lifetime); " +
+        "a rados:POOL store needs the pool to exist (ceph osd pool create POOL), and connects with --ceph-conf and --ceph-id",
+    )
     .addOption(new Option("--block-size <size>", "block size: a power of two from 4K to 32M").default(blockSizeDefaultBytes, "4M").argParser(sizeArgument))
     .addOption(new Option("--hash <algorithm>", "content hash of blocks (sha256 for Pithos+ compatibility)").choices(hashAlgorithms).default("blake3"))
-    .addHelpText("after", examples("okeanos store init", "okeanos --store file:/srv/okeanos store init --block-size 4M --hash sha256"))
+    .addHelpText(
+      "after",
+      examples(
+        "okeanos store init",
+        "okeanos --store file:/srv/okeanos store init --block-size 4M --hash sha256",
+        "okeanos --store rados:okeanos --ceph-conf /etc/ceph/ceph.conf --ceph-id okeanos store init",
+        "OKEANOS_STORE=rados:volumes/tenant1 CEPH_CONF=/etc/ceph/ceph.conf okeanos store init",
+      ),
+    )
     .action((options: { blockSize: number; hash: HashAlgorithm }, command: Command) =>
       report(command, (global) => initStore(global, options.blockSize, options.hash)),
     );
@@ -31,7 +41,7 @@ export function registerStoreCommands(program: Command): void {
 }
 
 async function initStore(global: GlobalOptions, blockSizeBytes: number, hashAlgorithm: HashAlgorithm): Promise<Report> {
-  const objects = await openObjectStore(global.store, { create: true });
+  const objects = await openStore(global, { create: true });
   let engine: Engine;
   try {
     engine = await Engine.init(objects, { blockSizeBytes, hashAlgorithm });

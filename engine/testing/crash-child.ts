@@ -1,20 +1,21 @@
 /**
- * The victim of the crash test: performs the crash-ops stream on volume `v` of a file
- * store until it is killed. Protocol on stdout (synchronous for pipes on Linux, so a
+ * The victim of the crash test (crash-run.ts): performs the crash-ops stream on volume `v`
+ * of a store until it is killed. Protocol on stdout (synchronous for pipes on Linux, so a
  * line is out before the next operation starts):
  *   `start N` before operation N, `done N` after it completes (for a flush or snapshot,
  *   after it is durable).
- * Usage: node crash-child.ts DIR SEED
+ * Usage: node crash-child.ts STORE SEED   (STORE: a store URI or a directory; a rados:
+ * store connects through $CEPH_CONF)
  */
 import { writeSync } from "node:fs";
-import { FileObjectStore } from "../blocker/file.ts";
+import { openObjectStore } from "../blocker/open-store.ts";
 import { Engine } from "../engine.ts";
 import { crashOps } from "./crash-ops.ts";
 
-const [dir, seedText] = process.argv.slice(2);
-if (dir === undefined || seedText === undefined) throw new Error("usage: crash-child.ts DIR SEED");
+const [store, seedText] = process.argv.slice(2);
+if (store === undefined || seedText === undefined) throw new Error("usage: crash-child.ts STORE SEED");
 const seed = Number(seedText);
-const engine = await Engine.open(await FileObjectStore.open(dir));
+const engine = await Engine.open(await openObjectStore(store));
 const volume = await engine.openVolume("v", { owner: "crash-child" });
 const say = (line: string) => writeSync(1, `${line}\n`);
 say("ready");

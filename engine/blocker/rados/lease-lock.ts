@@ -49,6 +49,8 @@ export interface LockContext {
   fence: boolean;
   /** Locks held through this context, so that closing the store stops their renewal. */
   held: Set<{ abandon(): void }>;
+  /** Told when an op failed with ESHUTDOWN: this client was fenced (the store then fails every barrier). */
+  onBlocklisted(error: unknown): void;
 }
 
 export function lockObject(name: string): string {
@@ -210,8 +212,13 @@ class LeaseLock implements ObjectLock {
   }
 }
 
-function run<T>(context: LockContext, action: () => Promise<T>): Promise<T> {
-  return context.limiter.run(0, action);
+async function run<T>(context: LockContext, action: () => Promise<T>): Promise<T> {
+  try {
+    return await context.limiter.run(0, action);
+  } catch (error) {
+    if (isRadosError(error, eshutdown)) context.onBlocklisted(error);
+    throw error;
+  }
 }
 
 /** The record of a holder that did not release; undefined if there is none (no lock object). */

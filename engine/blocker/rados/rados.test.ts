@@ -224,6 +224,8 @@ describeRados("rados backend", (target) => {
         const fenced: unknown = await first.write("p.data", 0, Buffer.from("AFTER!")).catch((error: unknown) => error);
         expect(isEngineError(fenced, "EIO"), String(fenced)).toBe(true);
         expect(String(fenced)).toMatch(/blocklisted/);
+        // A barrier would otherwise complete locally: it must not report the writes durable.
+        await expect(first.barrier()).rejects.toThrow(/blocklisted/);
         expect((await second.read("p.data", 0, 6)).toString()).toBe("before");
         await expect(lock.renew()).rejects.toThrow(/lost|abandoned/);
         await taken.release();

@@ -25,7 +25,7 @@
 import { EngineError, isEngineError } from "../../errors.ts";
 import { ObjectStoreBase, type LockHolder, type ObjectLock, type ObjectStat, type StoreCapabilities } from "../object-store.ts";
 import { InFlightLimiter } from "./in-flight.ts";
-import { acquireLeaseLock, breakLeaseLock, readLockHolder, type LockContext } from "./lease-lock.ts";
+import { acquireLeaseLock, breakLeaseLock, eshutdown, readLockHolder, type LockContext } from "./lease-lock.ts";
 import { ListingIndex } from "./listing-index.ts";
 import { isRadosError, loadRadosAddon, type RadosCluster, type RadosPool, type ReadStep, type StatResult, type WriteStep } from "./native.ts";
 import { radosErrorToEngineError } from "./rados-errors.ts";
@@ -68,6 +68,12 @@ export interface RadosStoreOptions {
   inFlightBytesMax?: number;
   /** Blocklist a lock holder whose lease ran out before taking over its lock (default true). */
   fenceExpiredHolders?: boolean;
+  /**
+   * The lease of every lock taken through this store, in place of the one the caller asks
+   * for (the engine's volumeLeaseMs, 30 s): how long a dead or hung writer keeps its volume
+   * before another client may take it over. Tests use a few seconds.
+   */
+  lockLeaseMs?: number;
 }
 
 export class RadosObjectStore extends ObjectStoreBase {
@@ -78,6 +84,13 @@ export class RadosObjectStore extends ObjectStoreBase {
   readonly #limiter: InFlightLimiter;
   readonly #index: ListingIndex;
   readonly #locks: LockContext;
+  readonly #lockLeaseMs: number | undefined;
+  /**
+   * Set once an op failed with ESHUTDOWN: this client was blocklisted (fenced), and every op
+   * it sends from now on fails. Checked by barrier(), which otherwise completes locally
+   * (rados_aio_flush waits for our own ops only) and would report a flush as done.
+   */
+  #blocklisted: EngineError | undefined;
   /** Mutations not yet settled: a barrier waits for those issued before it. */
   readonly #mutations = new Set<Promise<unknown>>();
   /** Per name: opens once a multi-step operation has queued its last op (see #gated). */
@@ -85,19 +98,29 @@ export class RadosObjectStore extends ObjectStoreBase {
   /** Per name: in-place writes not yet settled (see #gated). */
   readonly #inPlaceWrites = new Map<string, Set<Promise<unknown>>>();
 
-  private constructor(uri: string, cluster: RadosCluster, pool: RadosPool, limiter: InFlightLimiter, fence: boolean) {
+  private constructor(uri: string, cluster: RadosCluster, pool: RadosPool, limiter: InFlightLimiter, options: RadosStoreOptions) {
     super();
     this.uri = uri;
     this.#cluster = cluster;
     this.#pool = pool;
     this.#limiter = limiter;
     this.#index = new ListingIndex(pool, limiter);
-    this.#locks = { cluster, pool, limiter, fence, held: new Set() };
+    this.#locks = {
+      cluster,
+      pool,
+      limiter,
+      fence: options.fenceExpiredHolders !== false,
+      held: new Set(),
+      onBlocklisted: (error) => this.#noteBlocklisted(error, "renew a lock"),
+    };
+    this.#lockLeaseMs = options.lockLeaseMs;
   }
 
   /** Connects to the cluster and opens the pool: ENO_STORE if the addon or the pool is missing. */
   static async open(options: RadosStoreOptions): Promise<RadosObjectStore> {
     const addon = loadRadosAddon();
+    const lease = options.lockLeaseMs;
+    if (lease !== undefined && (!Number.isSafeInteger(lease) || lease <= 0)) throw new EngineError("EINVALID", `invalid lock lease ${lease} ms`);
     const namespace = options.namespace ?? "";
     const uri = `rados:${options.pool}${namespace === "" ? "" : `/${namespace}`}`;
     const settings = { client_mount_timeout: String(mountTimeoutSecondsDefault), ...options.settings };
@@ -120,7 +143,7 @@ export class RadosObjectStore extends ObjectStoreBase {
     const librados = Number(cluster.confGet("objecter_inflight_op_bytes"));
     const bytesMax = Math.min(options.inFlightBytesMax ?? Number.POSITIVE_INFINITY, Math.floor(librados * inFlightBytesShare));
     const limiter = new InFlightLimiter(options.inFlightOpsMax ?? inFlightOpsDefault, bytesMax);
-    return new RadosObjectStore(uri, cluster, pool, limiter, options.fenceExpiredHolders !== false);
+    return new RadosObjectStore(uri, cluster, pool, limiter, options);
   }
 
   /** The in-flight gate (for tests and stats). */
@@ -240,10 +263,11 @@ export class RadosObjectStore extends ObjectStoreBase {
   protected async _barrier(): Promise<void> {
     await Promise.allSettled([...this.#mutations]);
     await this.#run("barrier", () => this.#pool.flush());
+    if (this.#blocklisted !== undefined) throw this.#blocklisted;
   }
 
   protected async _lock(name: string, owner: string, leaseMs: number): Promise<ObjectLock> {
-    return this.#run(`lock ${name}`, () => acquireLeaseLock(this.#locks, name, owner, leaseMs));
+    return this.#run(`lock ${name}`, () => acquireLeaseLock(this.#locks, name, owner, this.#lockLeaseMs ?? leaseMs));
   }
 
   protected async _lockHolder(name: string): Promise<LockHolder | undefined> {
@@ -336,8 +360,13 @@ export class RadosObjectStore extends ObjectStoreBase {
       return await body();
     } catch (error) {
       if (name !== undefined && isRadosError(error, enoent)) throw notFound(name);
+      if (isRadosError(error, eshutdown)) this.#noteBlocklisted(error, action);
       throw radosErrorToEngineError(error, `${action} in ${this.uri}`);
     }
+  }
+
+  #noteBlocklisted(error: unknown, action: string): void {
+    this.#blocklisted ??= radosErrorToEngineError(error, `${action} in ${this.uri}`) as EngineError;
   }
 }
 
