@@ -33,10 +33,11 @@ describeEachEngine("quotas", (databases) => {
     await setResourceDefaultLimit(db, "compute.ram", 4 * gib);
     const quotas = await getQuotas(db, alice.uuid);
     expect(quotas.map((q) => [q.resource, q.limit, q.limitIsDefault])).toEqual([
-      ["compute.cpu", 0, true],
+      // Registered from standardResources: their base quotas.
+      ["compute.cpu", standardDefault("compute.cpu"), true],
       ["compute.ram", 4 * gib, true],
       ["compute.vm", 5, false],
-      ["object-store.diskspace", 0, true],
+      ["object-store.diskspace", standardDefault("object-store.diskspace"), true],
       ["volume.disk", 0, true],
     ]);
     await setLimit(db, alice.uuid, "compute.vm", null);
@@ -56,3 +57,9 @@ describeEachEngine("quotas", (databases) => {
     await rejectsWith(ensureResources(db, [{ name: "Bad Name", description: "", unit: "count", defaultLimit: 0 }]), "EINVALID");
   });
 });
+
+function standardDefault(name: string): number {
+  const resource = standardResources.find((candidate) => candidate.name === name);
+  if (resource === undefined) throw new Error(`${name} is not a standard resource`);
+  return resource.defaultLimit;
+}
