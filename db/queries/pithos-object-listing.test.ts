@@ -109,20 +109,26 @@ describeEachEngine("pithos object listings", (databases) => {
     expect(await at(t0 + 60)).toEqual(["a2"]);
   });
 
-  it("filter shared (own or inherited) and public objects", async () => {
+  it("filter shared (own, or inherited from directory objects) and public objects", async () => {
     const db = await databases.open();
     const alice = randomUUID();
     const bob = randomUUID();
     const { container } = await createContainer(db, alice, "c");
-    await putAll(db, container.id, ["docs", "docs/a", "docs/b/c", "docsx", "pics/", "pics/1", "other"], alice);
+    await putAll(db, container.id, ["docs/a", "docs/b/c", "docsx", "pics/1", "other", "file", "file/under"], alice);
+    // Directory objects pass their sharing on; the plain file `file` does not (synnefo.md B.5).
+    for (const directory of ["docs", "pics/"]) {
+      await putVersion(db, container.id, directory, { ...data(`map-${directory}`), contentType: "application/directory" }, { modifiedBy: alice }, t0);
+    }
+    const file = (await listObjects(db, container.id, { prefix: "file", limit: 1 }))[0]!;
+    await setSharing(db, file.kind === "object" ? file.object.id : 0, { read: [bob], write: [] });
     const docs = await listObjects(db, container.id, { prefix: "docs", limit: 1 });
     await setSharing(db, docs[0]!.kind === "object" ? docs[0]!.object.id : 0, { read: [bob], write: [] });
     const pics = (await listObjects(db, container.id, { prefix: "pics/", limit: 1 }))[0]!;
     await setSharing(db, pics.kind === "object" ? pics.object.id : 0, { read: ["*"], write: [] });
     const other = (await listObjects(db, container.id, { prefix: "other" }))[0]!;
     const token = await setPublic(db, other.kind === "object" ? other.object.id : 0, true);
-    expect(flat(await listObjects(db, container.id, { sharedOnly: true }))).toEqual(["docs", "docs/a", "docs/b/c", "pics/", "pics/1"]);
-    expect(flat(await listObjects(db, container.id, { sharedOnly: true, delimiter: "/" }))).toEqual(["docs", "[docs/]", "[pics/]"]);
+    expect(flat(await listObjects(db, container.id, { sharedOnly: true }))).toEqual(["docs", "docs/a", "docs/b/c", "file", "pics/", "pics/1"]);
+    expect(flat(await listObjects(db, container.id, { sharedOnly: true, delimiter: "/" }))).toEqual(["docs", "[docs/]", "file", "[pics/]"]);
     const publicOnes = await listObjects(db, container.id, { publicOnly: true });
     expect(flat(publicOnes)).toEqual(["other"]);
     expect(publicOnes[0]).toMatchObject({ object: { publicToken: token } });

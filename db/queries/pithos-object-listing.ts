@@ -6,6 +6,7 @@
  * One indexed range scan per batch: pithos_objects (container_id, path) in byte order, each
  * object joined to its current version through the one-current-per-object unique index.
  */
+import { directoryContentType } from "./pithos-sharing.ts";
 import { sql, type ExpressionBuilder, type SqlBool, type Expression } from "kysely";
 import type { MetadataDatabase } from "../connect.ts";
 import type { Database } from "../schema.ts";
@@ -91,9 +92,9 @@ function currentUntil(eb: Objects, untilMs: number): Expression<SqlBool> {
 }
 
 /**
- * Some object of the container with sharing is `o` itself or a parent of it: `a` or `a/`
- * for `a/b` (pithos-sharing.ts parentsOf says the same in JavaScript). Both engines count
- * length and substr in characters.
+ * `o` has sharing of its own, or a parent of it that is a directory object has (`a` or `a/`
+ * for `a/b`; pithos-sharing.ts effectiveSharing applies the same rule, parentsOf the same
+ * prefixes in JavaScript). Both engines count length and substr in characters.
  */
 function sharedHere(eb: Objects): Expression<SqlBool> {
   const path = sql.ref("o.path");
@@ -106,7 +107,9 @@ function sharedHere(eb: Objects): Expression<SqlBool> {
       .whereRef("p.container_id", "=", "o.container_id")
       .where(
         sql<SqlBool>`substr(${path}, 1, length(${parent})) = ${parent} and (length(${path}) = length(${parent})
-          or substr(${path}, length(${parent}) + 1, 1) = '/' or substr(${parent}, length(${parent}), 1) = '/')`,
+          or ((substr(${path}, length(${parent}) + 1, 1) = '/' or substr(${parent}, length(${parent}), 1) = '/')
+            and exists (select 1 from pithos_versions dv where dv.object_id = p.id and dv.state = 'current'
+              and dv.content_type like ${`${directoryContentType}%`})))`,
       ),
   );
 }
