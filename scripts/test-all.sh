@@ -30,6 +30,7 @@ test_debian_packages=(
   g++              # node-gyp compiles that addon
   make             # node-gyp builds through make
   python3          # node-gyp runs gyp, a Python program
+  genisoimage      # the compute driver's cloud-init NoCloud seed disk (compute/qemu)
 )
 
 ensure_node

@@ -1,0 +1,155 @@
+/**
+ * The compute service's records and operations as the API and the CLI see them. `service.ts`
+ * implements `ComputeApi`; `api/` (Nova v2.1 over HTTP) and `cli/commands/server.ts` call it.
+ * Wire shapes (Nova's JSON field names) belong to `api/`, not here.
+ *
+ * Errors are ComputeError values (errors.ts) with codes the API maps to Nova's faults:
+ *   ENOT_FOUND → 404 itemNotFound      ECONFLICT → 409 conflictingRequest
+ *   EBAD_REQUEST → 400 badRequest      EFORBIDDEN / EQUOTA → 403 forbidden
+ *   ENOT_IMPLEMENTED → 501             anything else → 500 computeFault
+ */
+
+/** Nova's vm_state. */
+export type VmState = "building" | "active" | "stopped" | "error" | "deleted";
+
+/** Nova's task_state: the action a job is carrying out, null when none. */
+export type TaskState =
+  | "spawning"
+  | "powering-on"
+  | "powering-off"
+  | "rebooting"
+  | "rebooting_hard"
+  | "resize_prep"
+  | "image_snapshot"
+  | "deleting"
+  | null;
+
+/** Nova's API status, derived from vm_state and task_state (README "States"). */
+export type ServerStatus = "BUILD" | "ACTIVE" | "SHUTOFF" | "REBOOT" | "HARD_REBOOT" | "RESIZE" | "ERROR" | "DELETED";
+
+export interface Flavor {
+  /** Nova flavor ids are strings ("1", or a uuid). */
+  id: string;
+  name: string;
+  vcpus: number;
+  ramMiB: number;
+  diskGiB: number;
+  isPublic: boolean;
+  disabled: boolean;
+  description: string | null;
+  extraSpecs: Record<string, string>;
+}
+
+export interface Keypair {
+  userUuid: string;
+  name: string;
+  publicKey: string;
+  /** MD5 of the key blob, colon-separated hex, as Nova and `ssh-keygen -l -E md5` print it. */
+  fingerprint: string;
+  type: "ssh";
+  createdAt: number;
+}
+
+export interface ServerFault {
+  code: number;
+  message: string;
+  createdAt: number;
+}
+
+export interface Server {
+  id: string;
+  name: string;
+  /** The owner (a user uuid; a project is a user in our identity: tenant_id = user_id). */
+  userUuid: string;
+  flavorId: string;
+  /** The flavor's figures when the server was created or last resized. */
+  vcpus: number;
+  ramMiB: number;
+  diskGiB: number;
+  /** The Plankton image the root disk was cloned from; null when booted from a volume. */
+  imageId: string | null;
+  /** The engine volume of the root disk (`server-<id>`). */
+  rootVolume: string;
+  keyName: string | null;
+  vmState: VmState;
+  taskState: TaskState;
+  status: ServerStatus;
+  /** 1 running, 4 shutdown, 0 unknown (Nova's power_state numbers). */
+  powerState: number;
+  progress: number;
+  metadata: Record<string, string>;
+  fault: ServerFault | null;
+  createdAt: number;
+  updatedAt: number;
+  launchedAt: number | null;
+  terminatedAt: number | null;
+}
+
+export interface CreateServerRequest {
+  name: string;
+  imageRef: string;
+  flavorRef: string;
+  keyName?: string;
+  /** Decoded from the request's base64. */
+  userData?: Buffer;
+  metadata?: Record<string, string>;
+}
+
+export interface ServerListFilter {
+  /** A regular expression, as Nova treats it. */
+  name?: string;
+  status?: ServerStatus;
+  changesSince?: number;
+  limit?: number;
+  marker?: string;
+}
+
+export type ServerAction =
+  | { kind: "start" }
+  | { kind: "stop" }
+  | { kind: "reboot"; hard: boolean }
+  | { kind: "resize"; flavorRef: string }
+  | { kind: "createImage"; name: string; metadata?: Record<string, string> };
+
+/** Who is asking: the token's user; admins see and may do everything. */
+export interface ComputeCaller {
+  userUuid: string;
+  isAdmin: boolean;
+}
+
+export interface ConsoleLocation {
+  /** The websocket URL's path under /compute (api/ makes it absolute). */
+  path: string;
+  protocol: "vnc";
+  type: "novnc";
+}
+
+export interface ComputeApi {
+  listServers(caller: ComputeCaller, filter: ServerListFilter): Promise<Server[]>;
+  getServer(caller: ComputeCaller, id: string): Promise<Server>;
+  /** Records the server (BUILD) and queues its create job; quota refusals throw EQUOTA. */
+  createServer(caller: ComputeCaller, request: CreateServerRequest): Promise<Server>;
+  renameServer(caller: ComputeCaller, id: string, name: string): Promise<Server>;
+  deleteServer(caller: ComputeCaller, id: string): Promise<void>;
+  /** Queues the action's job; createImage answers the new image's id at once. */
+  serverAction(caller: ComputeCaller, id: string, action: ServerAction): Promise<{ imageId?: string }>;
+  setServerMetadata(caller: ComputeCaller, id: string, metadata: Record<string, string>, replace: boolean): Promise<Record<string, string>>;
+  deleteServerMetadata(caller: ComputeCaller, id: string, key: string): Promise<void>;
+  consoleLog(caller: ComputeCaller, id: string, lines: number | undefined): Promise<string>;
+  /** A one-use, short-lived token for console-proxy.ts. */
+  vncConsole(caller: ComputeCaller, id: string): Promise<ConsoleLocation>;
+
+  listFlavors(caller: ComputeCaller, options: { includePrivate: boolean }): Promise<Flavor[]>;
+  getFlavor(caller: ComputeCaller, id: string): Promise<Flavor>;
+  /** Admin only (the CLI `okeanos flavor create`). */
+  createFlavor(flavor: Omit<Flavor, "disabled" | "extraSpecs"> & Partial<Pick<Flavor, "extraSpecs">>): Promise<Flavor>;
+  deleteFlavor(id: string): Promise<void>;
+
+  createKeypair(caller: ComputeCaller, name: string, publicKey: string | undefined): Promise<Keypair & { privateKey?: string }>;
+  listKeypairs(caller: ComputeCaller): Promise<Keypair[]>;
+  getKeypair(caller: ComputeCaller, name: string): Promise<Keypair>;
+  deleteKeypair(caller: ComputeCaller, name: string): Promise<void>;
+
+  /** Nova's `GET /limits`: absolute limits and usage from identity's quotas. */
+  limits(caller: ComputeCaller): Promise<Record<string, number>>;
+}
