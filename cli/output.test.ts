@@ -34,6 +34,7 @@ describe("exit codes", () => {
       ...Object.entries(exitCodes.engine),
       ...Object.entries(exitCodes.database).map(([code, exit]): [string, number] => [`DB_${code}`, exit]),
       ...Object.entries(exitCodes.remote).map(([code, exit]): [string, number] => [`REMOTE_${code}`, exit]),
+      ...Object.entries(exitCodes.compute).map(([code, exit]): [string, number] => [`COMPUTE_${code}`, exit]),
     ]);
     expect(documented).toEqual(expected);
   });

@@ -9,6 +9,7 @@
 import { CommanderError } from "commander";
 import Table from "cli-table3";
 import cliProgress from "cli-progress";
+import { isComputeError, type ComputeErrorCode } from "../compute/errors.ts";
 import { isDbError, type DbErrorCode } from "../db/index.ts";
 import { isEngineError, type EngineErrorCode } from "../engine/errors.ts";
 import { isRemoteError, type RemoteErrorCode } from "./pithos-client/errors.ts";
@@ -154,6 +155,19 @@ export const exitCodes = {
     EINTEGRITY: 59,
     EPROTOCOL: 60,
   } satisfies Record<RemoteErrorCode, number>,
+  /** The compute service (`okeanos server`, `flavor`): compute/errors.ts; README: `COMPUTE_<code>`. */
+  compute: {
+    EBAD_REQUEST: 70,
+    EUNAUTHORIZED: 71,
+    EFORBIDDEN: 72,
+    EQUOTA: 73,
+    ENOT_FOUND: 74,
+    ECONFLICT: 75,
+    ENOT_ACCEPTABLE: 76,
+    EINTERNAL: 77,
+    ENOT_IMPLEMENTED: 78,
+    EHYPERVISOR: 79,
+  } satisfies Record<ComputeErrorCode, number>,
 } as const;
 
 /** An error about a local file named on the command line (not the store): exit code 3. */
@@ -189,6 +203,7 @@ export function exitCodeOf(error: unknown): number {
   if (isEngineError(error)) return exitCodes.engine[error.code];
   if (isDbError(error)) return exitCodes.database[error.code];
   if (isRemoteError(error)) return exitCodes.remote[error.code];
+  if (isComputeError(error)) return exitCodes.compute[error.code];
   if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : exitCodes.usage;
   if (error instanceof UsageError) return exitCodes.usage;
   if (error instanceof LocalFileError) return exitCodes.file;

@@ -13,9 +13,9 @@ import { runTool } from "../../engine/nbd/testing/require-tool.ts";
 import { checkQcow2, qcow2ToRaw, receiveToFile } from "./convert.ts";
 import { isPlanktonError } from "./errors.ts";
 import { useImageHarness } from "./testing/harness.ts";
-import { requireImageClients } from "./testing/tools.ts";
+import { requireTools } from "../../engine/nbd/testing/require-tool.ts";
 
-const haveQemu = requireImageClients("qemu-img", "qemu-io");
+const haveQemu = requireTools("qemu-img", "qemu-io");
 const describeIf = haveQemu ? describe : describe.skip;
 const describeEachIf = haveQemu ? describeEachEngine : (title: string) => describe.skip(title, () => {});
 

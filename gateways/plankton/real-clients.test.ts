@@ -14,9 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeEachEngine } from "../../db/testing/databases.ts";
 import { runTool } from "../../engine/nbd/testing/require-tool.ts";
 import { servePithos, type ServedPithos } from "../pithos/testing/server.ts";
-import { requireImageClients } from "./testing/tools.ts";
+import { requireTools } from "../../engine/nbd/testing/require-tool.ts";
 
-const haveTools = requireImageClients("openstack", "glance", "qemu-img", "qemu-io");
+const haveTools = requireTools("openstack", "glance", "qemu-img", "qemu-io");
 const describeWithTools = haveTools ? describeEachEngine : (title: string) => describe.skip(title, () => {});
 
 /** Each `openstack` command authenticates and starts Python afresh: 3–6 s on a loaded 2-core machine. */

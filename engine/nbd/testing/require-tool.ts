@@ -1,5 +1,6 @@
 /**
- * External tools for interop tests (qemu-io, qemu-img, nbdinfo, nbdcopy, nbdsh…).
+ * External tools for interop tests (qemu-io, qemu-img, nbdinfo, nbdcopy, nbdsh, the OpenStack
+ * clients…), with the Debian packages that provide them.
  *
  * requireTools() says whether they are all installed. When one is missing: with CI=true the
  * test file fails (CI must run the interop suite, not skip it silently); otherwise the tests
@@ -22,6 +23,11 @@ const packageOf: Readonly<Record<string, string>> = {
   fio: "fio",
   swift: "python3-swiftclient",
   rclone: "rclone",
+  openstack: "python3-openstackclient",
+  glance: "python3-glanceclient",
+  "qemu-system-x86_64": "qemu-system-x86",
+  genisoimage: "genisoimage",
+  isoinfo: "genisoimage",
 };
 
 export function findTool(name: string): string | undefined {
