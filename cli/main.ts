@@ -8,6 +8,8 @@ import { Command, CommanderError, Option } from "commander";
 import { storeUriDefault } from "./context.ts";
 import { errorLines, exitCodeOf, exitCodes } from "./output.ts";
 import { registerFileCommands } from "./commands/file.ts";
+import { registerFlavorCommands } from "./commands/flavor.ts";
+import { registerServerCommands } from "./commands/server.ts";
 import { registerImageCommands } from "./commands/image.ts";
 import { registerGcCommand } from "./commands/gc.ts";
 import { registerNbdCommands } from "./commands/nbd.ts";
@@ -53,6 +55,8 @@ Run \`okeanos <command> --help\` for a command's options and examples.`,
   registerQuotaCommands(program);
   registerFileCommands(program);
   registerImageCommands(program);
+  registerFlavorCommands(program);
+  registerServerCommands(program);
   return program;
 }
 

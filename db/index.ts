@@ -41,3 +41,11 @@ export {
   type ImageWithFile,
   type PlanktonImage,
 } from "./queries/plankton-common.ts";
+export type { ComputeJobAction, ComputeJobState, ComputeTaskState, ComputeVmState } from "./schema.ts";
+export { computeJobActions, computeJobStates, computeTaskStates, computeVmStates } from "./schema.ts";
+export * from "./queries/compute-common.ts";
+export * from "./queries/compute-flavors.ts";
+export * from "./queries/compute-keypairs.ts";
+export * from "./queries/compute-servers.ts";
+export * from "./queries/compute-jobs.ts";
+export * from "./queries/compute-charges.ts";

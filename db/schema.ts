@@ -29,6 +29,13 @@
  * Plankton (synnefo.md C; images are Pithos+ files):
  *
  *   plankton_images ··· pithos_objects.uuid   (no foreign key: the image goes with its file)
+ *
+ * Compute (synnefo.md E, compute/README.md; flavors and keypairs stand alone):
+ *
+ *   compute_servers ─┬─< compute_server_metadata     (server, key)
+ *                    ├─< compute_jobs                 (the durable job queue; ≤ 1 queued, ≤ 1 running)
+ *                    └─< compute_volume_attachments   (extra engine volumes)
+ *   compute_servers.flavor_id ··· compute_flavors.id  (no foreign key: the figures are copied)
  */
 import type { Generated } from "kysely";
 
@@ -266,6 +273,130 @@ export interface PlanktonImagesTable {
   created_by_upload: number;
 }
 
+export const computeVmStates = ["building", "active", "stopped", "error", "deleted"] as const;
+/** Nova's vm_state (compute/model.ts VmState). */
+export type ComputeVmState = (typeof computeVmStates)[number];
+
+export const computeTaskStates = ["spawning", "powering-on", "powering-off", "rebooting", "rebooting_hard", "resize_prep", "image_snapshot", "deleting"] as const;
+/** Nova's task_state while a job runs (compute/model.ts TaskState); null when none. */
+export type ComputeTaskState = (typeof computeTaskStates)[number];
+
+export const computeJobStates = ["queued", "running", "done", "failed"] as const;
+export type ComputeJobState = (typeof computeJobStates)[number];
+
+export const computeJobActions = ["create", "start", "stop", "reboot", "resize", "createImage", "delete"] as const;
+export type ComputeJobAction = (typeof computeJobActions)[number];
+
+/** A server size (Nova flavor). Servers copy the figures, so a flavor can go while they live. */
+export interface ComputeFlavorsTable {
+  /** Nova flavor ids are strings ("1", or a uuid). */
+  id: string;
+  /** Unique. */
+  name: string;
+  vcpus: number;
+  ram_mib: number;
+  /** Root disk; 0: the image's size. */
+  disk_gib: number;
+  /** 0 or 1. */
+  is_public: number;
+  /** 0 or 1: not offered for new servers. */
+  disabled: number;
+  description: string | null;
+  /** JSON text of {key: value}. */
+  extra_specs: string;
+  created_at: number;
+}
+
+/** An SSH public key a user registered (Nova os-keypairs); a server copies it at create. */
+export interface ComputeKeypairsTable {
+  user_uuid: string;
+  name: string;
+  /** OpenSSH one-line form, without the trailing newline. */
+  public_key: string;
+  /** MD5 of the key blob, colon-separated hex. */
+  fingerprint: string;
+  type: "ssh" | "x509";
+  created_at: number;
+}
+
+export interface ComputeServersTable {
+  /** A v4 UUID: the instance name the driver knows it by. */
+  id: string;
+  /** The owner (tenant = user in our identity). */
+  user_uuid: string;
+  name: string;
+  flavor_id: string;
+  /** The flavor's figures at create, changed by resize. */
+  vcpus: number;
+  ram_mib: number;
+  disk_gib: number;
+  /** The Plankton image the root disk was cloned from. */
+  image_id: string | null;
+  /** The engine volume of the root disk, `server-<id>`. */
+  root_volume: string;
+  key_name: string | null;
+  /** The keypair's public key as it was at create (Nova copies it too). */
+  public_key: string | null;
+  /** The request's user_data, base64 as received; null when none. */
+  user_data: string | null;
+  /**
+   * JSON text of the image's boot properties at create (Glance's kernel_id, ramdisk_id,
+   * os_command_line): every later start boots the same way, and createImage copies them.
+   */
+  boot_properties: string;
+  vm_state: ComputeVmState;
+  task_state: ComputeTaskState | null;
+  /** Nova's numbers: 0 no state, 1 running, 4 shutdown. */
+  power_state: number;
+  /** 0..100, while building. */
+  progress: number;
+  /** JSON text of {code, message, createdAt} after a failure; null otherwise. */
+  fault: string | null;
+  created_at: number;
+  updated_at: number;
+  launched_at: number | null;
+  terminated_at: number | null;
+  /** Set with vm_state `deleted`; the row stays (changes-since lists it). */
+  deleted_at: number | null;
+}
+
+export interface ComputeServerMetadataTable {
+  server_id: string;
+  key: string;
+  value: string;
+}
+
+/**
+ * One state change of a server, durable: queued by the API, claimed (→ running) by a worker,
+ * finished with the server's new state in one transaction. Commissions of a job use the client
+ * key `compute:<server>:<id>`.
+ */
+export interface ComputeJobsTable {
+  id: Generated<number>;
+  server_id: string;
+  action: ComputeJobAction;
+  /** JSON text of the action's arguments (compute/jobs.ts). */
+  args: string;
+  state: ComputeJobState;
+  /** Times a worker claimed it: more than one means it was resumed after a crash. */
+  attempts: number;
+  /** 1: queued but not claimable yet (its API call is reserving quota); 0 otherwise. */
+  held: number;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ComputeVolumeAttachmentsTable {
+  id: string;
+  server_id: string;
+  /** The engine volume; attached to at most one server. */
+  volume_name: string;
+  /** `/dev/vdb`… as the guest is expected to see it. */
+  device: string;
+  created_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   tokens: TokensTable;
@@ -280,4 +411,10 @@ export interface Database {
   pithos_sharing: PithosSharingTable;
   pithos_versions: PithosVersionsTable;
   plankton_images: PlanktonImagesTable;
+  compute_flavors: ComputeFlavorsTable;
+  compute_keypairs: ComputeKeypairsTable;
+  compute_servers: ComputeServersTable;
+  compute_server_metadata: ComputeServerMetadataTable;
+  compute_jobs: ComputeJobsTable;
+  compute_volume_attachments: ComputeVolumeAttachmentsTable;
 }

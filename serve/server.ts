@@ -7,6 +7,7 @@
  *   /object-store/… the object store (Swift + Pithos+)  gateways/pithos/plugin.ts
  *   /public/{token} published objects, no auth          gateways/pithos/public.ts
  *   /image/…        images (Glance v2, Plankton v1)     gateways/plankton/plugin.ts
+ *   /compute/…      compute (Nova v2.1) and VNC consoles compute/api/plugin.ts
  *   /healthz        200 when the database answers
  *   /metrics        Prometheus text format              metrics.ts
  *
@@ -15,12 +16,15 @@
  * the log.
  */
 import { randomUUID } from "node:crypto";
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { sql } from "kysely";
 import type { MetadataDatabase } from "../db/index.ts";
 import { IdentityService, identityPlugin, localTokenValidator, swiftAuthPlugin, type IdentityServiceOptions } from "../identity/index.ts";
 import { objectStoreUrlRewriter, pithosPlugin, publicPlugin, type PithosService } from "../gateways/pithos/index.ts";
 import { planktonPlugin } from "../gateways/plankton/index.ts";
+import { computePlugin } from "../compute/api/index.ts";
+import type { ConsoleTokenResolver } from "../compute/console-proxy.ts";
+import type { ComputeApi } from "../compute/model.ts";
 import { HttpMetrics } from "./metrics.ts";
 
 /**
@@ -35,6 +39,8 @@ export interface ServerOptions {
   publicUrl?: string;
   region?: string;
   logger?: FastifyServerOptions["logger"];
+  /** A pino logger already made (okeanos serve shares it with compute's job worker); wins over `logger`. */
+  loggerInstance?: FastifyBaseLogger;
   tokenTtlMs?: number;
   throttle?: IdentityServiceOptions["throttle"];
   now?: () => number;
@@ -42,11 +48,13 @@ export interface ServerOptions {
   serviceUsers?: readonly string[];
   /** The object store over the engine; without it /object-store, /public and /image are not served. */
   pithos?: PithosService;
+  /** The compute service; without it /compute is not served (no QEMU on this host). */
+  compute?: ComputeApi & ConsoleTokenResolver;
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger: options.logger ?? false }),
     genReqId: () => `req-${randomUUID()}`,
     bodyLimit: requestBodyBytesMaxDefault,
     routerOptions: { ignoreTrailingSlash: true },
@@ -83,6 +91,18 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     await app.register(publicPlugin, { service: options.pithos, prefix: "/public" });
     // Images are Pithos+ files: the image service needs the object store.
     await app.register(planktonPlugin, { ...pithosOptions, prefix: "/image" });
+  }
+  if (options.compute !== undefined) {
+    const serviceUsers = new Set(options.serviceUsers ?? []);
+    await app.register(computePlugin, {
+      compute: options.compute,
+      consoleTokens: options.compute,
+      identity,
+      // Nova's admins: the service users (by name or uuid) may manage flavors and see every server.
+      isAdmin: (user) => serviceUsers.has(user.name) || serviceUsers.has(user.uuid),
+      ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }),
+      prefix: "/compute",
+    });
   }
   return app;
 }

@@ -1,20 +1,31 @@
 /**
  * `okeanos image create NAME --from-volume VOLUME` and `okeanos image spawn IMAGE VOLUME`:
  * the seed paper's duality from the command line (issue 7). Freezing a volume into an image
- * is: snapshot it (by its serving process if a VM has it open), hash the snapshot (only its
- * private blocks are read; resumable), store the snapshot's map as a Pithos+ file in the
- * owner's `images` container (a copy of the map: no block is copied), register the file as
- * an image. Spawning clones the image's map into a new volume: no block is copied either.
+ * is gateways/plankton/freeze.ts, as compute's createImage does it: a `queued` image with an
+ * empty file `images/<id>`, a snapshot (by its serving process if a VM has it open), hashing
+ * (only its private blocks are read; resumable), the snapshot's map stored as the file's new
+ * version (a copy of the map: no block is copied), `active`. Spawning clones the image's map
+ * into a new volume: no block is copied either.
  *
- * Every step can be rerun: the snapshot's name is derived from the volume and the image name,
- * so an interrupted create finds its snapshot and resumes hashing where it stopped.
+ * Every step can be rerun: an interrupted create leaves its image `saving` (with the property
+ * `source_volume`), which the same command finds and finishes, resuming hashing where it
+ * stopped.
  */
-import { createHash } from "node:crypto";
 import type { Command } from "commander";
-import { createContainer, DbError, listImages, type MetadataDatabase } from "../../db/index.ts";
-import { isEngineError } from "../../engine/errors.ts";
+import { DbError, ensureResources, listImages, standardResources, type MetadataDatabase } from "../../db/index.ts";
 import type { Engine } from "../../engine/engine.ts";
-import { imagesContainerName, isPlanktonError, registerFileAsImage, resolveImage } from "../../gateways/plankton/index.ts";
+import {
+  beginFreeze,
+  completeFreeze,
+  failFreeze,
+  imagesContainerName,
+  isPlanktonError,
+  PlanktonService,
+  resolveImage,
+  withVisibility,
+  type CompleteFreezeOptions,
+  type FreezeResult,
+} from "../../gateways/plankton/index.ts";
 import { PithosService } from "../../gateways/pithos/index.ts";
 import { examples, report, withEngine, type GlobalOptions } from "../context.ts";
 import { formatBytes, parseSize } from "../units.ts";
@@ -76,11 +87,6 @@ export function registerImageCommands(program: Command): void {
     );
 }
 
-/** The snapshot an image create works through: stable across reruns, a valid map name. */
-export function freezeSnapshotName(volume: string, imageName: string): string {
-  return `image-${createHash("sha256").update(`${volume}\0${imageName}`).digest("hex").slice(0, 24)}`;
-}
-
 function parseProperties(pairs: readonly string[]): Record<string, string> {
   const properties: Record<string, string> = {};
   for (const pair of pairs) {
@@ -101,67 +107,84 @@ function asCliError(error: unknown): never {
   throw error;
 }
 
+/** The property that ties an image being frozen to its volume, so that a rerun resumes it. */
+const sourceVolumeProperty = "source_volume";
+
 async function createImage(global: GlobalOptions, database: string, name: string, options: CreateOptions): Promise<Report> {
-  const properties = parseProperties(options.property);
+  const properties = { ...parseProperties(options.property), [sourceVolumeProperty]: options.fromVolume };
   return withDatabase(database, (db) =>
     withEngine(global, async (engine) => {
       const owner = await findUser(db, options.owner);
-      const snapshot = freezeSnapshotName(options.fromVolume, name);
-      const resumed = await existingFrozen(engine, snapshot);
-      if (!resumed) await snapshotVolume(engine, options.fromVolume, snapshot);
-      const hashed = await hashWithProgress(engine, snapshot);
-      const service = new PithosService({ engine, db });
-      const { container } = await createContainer(db, owner.uuid, imagesContainerName);
-      const blockSize = engine.blockSizeBytes;
-      const stored = await service.putFromMap(container, name, snapshot, { contentType: "application/octet-stream", meta: { "Source-Volume": options.fromVolume } }, {
-        modifiedBy: owner.uuid,
-        // Only the blocks hashing stored anew are new on disk; the rest are shared.
-        chargeBytes: Math.min(hashed.storedBlocks * blockSize, hashed.header.sizeBytes),
+      // The owner's disk space quota pays for the new blocks: its resource must exist even in
+      // a database `okeanos serve` has not opened yet (as `okeanos quota` does).
+      await ensureResources(db, standardResources);
+      const plankton = new PlanktonService({ pithos: new PithosService({ engine, db }) });
+      const { images } = await listImages(db, owner.uuid, { name, owner: owner.uuid, limit: 1000 });
+      // Names find images (`image spawn NAME`): a second one of the same name would make both unreachable by name.
+      const done = images.find(({ image }) => image.status === "active");
+      if (done !== undefined) throw new DbError("ECONFLICT", `${name} is already an image (${done.image.uuid}): choose another name`);
+      const unfinished = images.find(({ image }) => (image.status === "queued" || image.status === "saving") && image.properties[sourceVolumeProperty] === options.fromVolume);
+      // A missing volume is the engine's error, before an image is made for it.
+      await engine.info(options.fromVolume);
+      const imageId = unfinished?.image.uuid ?? (await beginFreeze(plankton, { owner: owner.uuid, name, properties }).catch(asCliError)).imageId;
+      if (options.public === true) {
+        const entry = await plankton.refresh(imageId);
+        await plankton.share(entry, withVisibility(entry.file.object.sharing, "public"));
+      }
+      const frozen = await freezeWithProgress(plankton, engine, {
+        imageId,
+        owner: owner.uuid,
+        volume: options.fromVolume,
+        snapshot: async (snapshot) => {
+          await snapshotVolume(engine, options.fromVolume, snapshot);
+        },
       });
-      const registered = await registerFileAsImage(service, db, {
-        account: owner.uuid,
-        container: imagesContainerName,
-        path: name,
-        name,
-        properties,
-        ...(options.public === true && { isPublic: true }),
-      }).catch(asCliError);
-      // The file holds its own copy of the map; the snapshot was only the way there.
-      await engine.delete(snapshot);
+      const { image, file } = frozen.image;
       const rows: Array<[string, string | number]> = [
-        ["image id", registered.image.uuid],
-        ["file", `${imagesContainerName}/${name}`],
-        ["size", formatBytes(stored.version.sizeBytes)],
-        ["blocks", hashed.totalBlocks],
-        ["newly stored", hashed.storedBlocks],
-        ["content hash", stored.version.contentHash],
+        ["image id", image.uuid],
+        ["file", `${imagesContainerName}/${file.path}`],
+        ["size", formatBytes(file.version.sizeBytes)],
+        ["blocks", frozen.totalBlocks],
+        ["newly stored", frozen.storedBlocks],
+        ["content hash", file.version.contentHash],
       ];
+      const resumed = unfinished !== undefined || frozen.resumed;
       return {
         text: `Image ${name} created from ${options.fromVolume}${resumed ? " (resumed)" : ""}\n${fieldTable(rows)}`,
-        json: { image: registered.image, file: { container: imagesContainerName, path: name }, hash: hashed, resumed },
+        json: {
+          image,
+          file: { container: imagesContainerName, path: file.path },
+          hash: { totalBlocks: frozen.totalBlocks, storedBlocks: frozen.storedBlocks },
+          resumed,
+        },
       };
     }),
   );
 }
 
-async function existingFrozen(engine: Engine, name: string): Promise<boolean> {
-  try {
-    const header = await engine.maps.loadHeader((await engine.maps.lookup(name)).mapId);
-    if (!header.frozen) throw new UsageError(`${name} exists and is a writable volume: delete or rename it first`);
-    return true;
-  } catch (error) {
-    if (isEngineError(error, "ENOT_FOUND")) return false;
-    throw error;
-  }
-}
-
-async function hashWithProgress(engine: Engine, snapshot: string): Promise<Awaited<ReturnType<Engine["hash"]>>> {
+/**
+ * completeFreeze with a progress bar. A failure before the snapshot exists leaves nothing to
+ * resume: the image is deleted (failFreeze). Later, it stays `saving` for a rerun to finish.
+ */
+async function freezeWithProgress(plankton: PlanktonService, engine: Engine, options: Omit<CompleteFreezeOptions, "onProgress">): Promise<FreezeResult> {
   let progress: ReturnType<typeof progressBar> | undefined;
+  let snapshotted = false;
   try {
-    return await engine.hash(snapshot, (step) => {
-      progress ??= progressBar("hashing", step.totalBlocks, "blocks");
-      progress.update(step.doneBlocks);
+    return await completeFreeze(plankton, engine, {
+      ...options,
+      snapshot: async (snapshot) => {
+        await options.snapshot(snapshot);
+        snapshotted = true;
+      },
+      onProgress: (doneBlocks, totalBlocks) => {
+        snapshotted = true;
+        progress ??= progressBar("hashing", totalBlocks, "blocks");
+        progress.update(doneBlocks);
+      },
     });
+  } catch (error) {
+    if (!snapshotted) await failFreeze(plankton, options.imageId);
+    return asCliError(error);
   } finally {
     progress?.stop();
   }

@@ -12,6 +12,8 @@
  *   nbd            --no-nbd          OKEANOS_NBD (0 turns it off)
  *   nbdSocket      --nbd-socket      OKEANOS_NBD_SOCKET
  *   nbdPort        --nbd-port        OKEANOS_NBD_PORT
+ *   compute        --no-compute      OKEANOS_COMPUTE (0 turns it off)
+ *   computeDir     --compute-dir     OKEANOS_COMPUTE_DIR
  *   database       --database        OKEANOS_DATABASE
  *   store          --store           OKEANOS_STORE
  *
@@ -31,6 +33,8 @@ export interface ServeConfigFile {
   nbd?: boolean;
   nbdSocket?: string;
   nbdPort?: number;
+  compute?: boolean;
+  computeDir?: string;
   database?: string;
   store?: string;
 }
@@ -47,6 +51,8 @@ export const serveSettings: ReadonlyArray<{ key: keyof ServeConfigFile; kind: Ki
   { key: "nbd", kind: "boolean", option: "nbd" },
   { key: "nbdSocket", kind: "string", option: "nbdSocket" },
   { key: "nbdPort", kind: "port", option: "nbdPort" },
+  { key: "compute", kind: "boolean", option: "compute" },
+  { key: "computeDir", kind: "string", option: "computeDir" },
   { key: "database", kind: "string", option: "database" },
   { key: "store", kind: "string", option: "store", global: true },
 ];
@@ -107,14 +113,16 @@ export function applyServeConfig(command: Command, config: ServeConfigFile): voi
   }
 }
 
-/** OKEANOS_SERVICE_USERS and OKEANOS_NBD, which commander's `.env()` cannot express. */
+/** OKEANOS_SERVICE_USERS, OKEANOS_NBD and OKEANOS_COMPUTE, which commander's `.env()` cannot express. */
 export function applyServeEnvironment(command: Command, env: NodeJS.ProcessEnv = process.env): void {
   const users = env["OKEANOS_SERVICE_USERS"];
   if (users !== undefined && users !== "" && command.getOptionValueSource("serviceUser") !== "cli") {
     command.setOptionValueWithSource("serviceUser", users.split(",").map((user) => user.trim()).filter((user) => user !== ""), "env");
   }
-  const nbd = env["OKEANOS_NBD"];
-  if (nbd !== undefined && nbd !== "" && command.getOptionValueSource("nbd") !== "cli") {
-    command.setOptionValueWithSource("nbd", !["0", "false", "no", "off"].includes(nbd.toLowerCase()), "env");
+  for (const [variable, option] of [["OKEANOS_NBD", "nbd"], ["OKEANOS_COMPUTE", "compute"]] as const) {
+    const value = env[variable];
+    if (value !== undefined && value !== "" && command.getOptionValueSource(option) !== "cli") {
+      command.setOptionValueWithSource(option, !["0", "false", "no", "off"].includes(value.toLowerCase()), "env");
+    }
   }
 }

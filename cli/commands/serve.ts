@@ -17,12 +17,16 @@ import { Engine } from "../../engine/engine.ts";
 import { isEngineError } from "../../engine/errors.ts";
 import { nbdPortDefault, NbdServer } from "../../engine/nbd/server.ts";
 import { openObjectStore, type RadosConnectOptions } from "../../engine/blocker/open-store.ts";
+import { pino } from "pino";
+import type { ComputeService } from "../../compute/service.ts";
 import { buildServer } from "../../serve/server.ts";
 import { volumeIoMetrics } from "../../serve/metrics.ts";
 import { examples, globalOptions } from "../context.ts";
 import { printReport } from "../output.ts";
 import { databaseOption, databaseUrl } from "./database.ts";
 import { listenError, portArgument, stderrLogger } from "./nbd.ts";
+import { computeDirOption } from "./compute-context.ts";
+import { computeUnavailable, prepareComputeDir, startCompute } from "./serve-compute.ts";
 
 export const httpPortDefault = 8080;
 
@@ -36,6 +40,9 @@ interface ServeOptions {
   nbd: boolean;
   nbdSocket?: string;
   nbdPort?: number;
+  /** false with --no-compute. */
+  compute: boolean;
+  computeDir: string;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -46,7 +53,7 @@ export function registerServeCommand(program: Command): void {
   program
     .command("serve")
     .description("serve the HTTP APIs (identity: Keystone v3/v2.0, Swift v1 auth, Astakos quotas; the Swift/Pithos+ object store) on one port, and every volume over NBD, until SIGINT/SIGTERM")
-    .addOption(new Option("--config <path>", "JSON file of settings (keys: port, bind, publicUrl, logLevel, serviceUsers, nbd, nbdSocket, nbdPort, database, store); flags and environment variables override it").env("OKEANOS_CONFIG"))
+    .addOption(new Option("--config <path>", "JSON file of settings (keys: port, bind, publicUrl, logLevel, serviceUsers, nbd, nbdSocket, nbdPort, compute, computeDir, database, store); flags and environment variables override it").env("OKEANOS_CONFIG"))
     .addOption(new Option("--port <port>", "TCP port (0: any free port)").argParser(portArgument).default(httpPortDefault).env("OKEANOS_PORT"))
     .addOption(new Option("--bind <address>", "address to listen on, HTTP and NBD (0.0.0.0 or :: for every interface)").default("127.0.0.1").env("OKEANOS_BIND"))
     .addOption(new Option("--public-url <url>", "base URL clients reach us at, for catalogs and public links (default: each request's own Host)").env("OKEANOS_PUBLIC_URL"))
@@ -54,7 +61,9 @@ export function registerServeCommand(program: Command): void {
     .option("--service-user <user>", "a user (name or uuid) whose tokens may issue and resolve quota commissions; repeatable (env OKEANOS_SERVICE_USERS: comma-separated)", collect, [])
     .addOption(new Option("--nbd-socket <path>", "NBD on a unix socket (then no NBD TCP port unless --nbd-port is given)").env("OKEANOS_NBD_SOCKET"))
     .addOption(new Option("--nbd-port <port>", `NBD TCP port on --bind (default ${nbdPortDefault} when --nbd-socket is not given)`).argParser(portArgument).env("OKEANOS_NBD_PORT"))
-    .option("--no-nbd", "do not serve NBD (env OKEANOS_NBD=0)")
+    .option("--no-nbd", "do not serve NBD (env OKEANOS_NBD=0; compute needs NBD, so it is off too)")
+    .option("--no-compute", "do not run servers (env OKEANOS_COMPUTE=0); on by default where qemu-system-x86_64 is installed")
+    .addOption(computeDirOption())
     .addOption(databaseOption())
     .addHelpText(
       "after",
@@ -96,14 +105,16 @@ async function openEngine(store: string, rados: RadosConnectOptions): Promise<{ 
 }
 
 /** The NBD server over every volume of the store, or undefined with --no-nbd. */
-async function startNbd(options: ServeOptions, engine: Engine): Promise<NbdServer | undefined> {
+async function startNbd(options: ServeOptions, engine: Engine, computeSocket: string | undefined): Promise<NbdServer | undefined> {
   if (!options.nbd) return undefined;
   const tcp = options.nbdPort !== undefined || options.nbdSocket === undefined ? { port: options.nbdPort ?? nbdPortDefault, host: options.bind } : undefined;
+  // Compute's servers reach their disks on a unix socket: --nbd-socket, or one in the compute directory.
+  const socketPath = options.nbdSocket ?? computeSocket;
   const server = new NbdServer({
     engine,
     exports: "all",
     ...(tcp === undefined ? {} : { tcp }),
-    ...(options.nbdSocket === undefined ? {} : { socketPath: options.nbdSocket }),
+    ...(socketPath === undefined ? {} : { socketPath }),
     logger: stderrLogger(process.env["OKEANOS_DEBUG"] === "1"),
   });
   try {
@@ -154,6 +165,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
   });
   let engine: Engine | undefined;
   let nbd: NbdServer | undefined;
+  let compute: ComputeService | undefined;
   try {
     await migrateToLatest(db);
     await ensureResources(db, standardResources);
@@ -161,20 +173,33 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     const opened = await openEngine(global.store, global.rados);
     engine = opened.engine;
     if (opened.created) process.stderr.write(`okeanos serve: created a new store at ${global.store}\n`);
+    const computeOff = !options.compute ? "--no-compute" : !options.nbd ? "--no-nbd (servers' disks are served over NBD)" : computeUnavailable();
+    const layout = computeOff === undefined ? await prepareComputeDir(options.computeDir) : undefined;
+    // NBD first: compute's reconcile may restart servers, whose disks must be reachable.
+    nbd = await startNbd(options, engine, layout?.nbdSocket);
+    const logger = pino({ level: options.logLevel });
+    try {
+      if (layout !== undefined && nbd !== undefined) {
+        compute = await startCompute({ db, engine, nbd, nbdSocket: options.nbdSocket ?? layout.nbdSocket, layout, logger: logger.child({ service: "compute" }) });
+      }
+    } catch (error) {
+      await nbd?.close();
+      throw error;
+    }
     const app = await buildServer({
       db,
-      logger: { level: options.logLevel },
+      loggerInstance: logger,
       serviceUsers: options.serviceUser,
       pithos: new PithosService({ engine, db }),
+      ...(compute !== undefined && { compute }),
       ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }),
     });
-    await app.listen({ port: options.port, host: options.bind });
+    const served = nbd;
+    if (served !== undefined) app.metrics.addCollector(async () => volumeIoMetrics(await served.ioCounters()));
     try {
-      nbd = await startNbd(options, engine);
-      const served = nbd;
-      if (served !== undefined) app.metrics.addCollector(async () => volumeIoMetrics(await served.ioCounters()));
+      await app.listen({ port: options.port, host: options.bind });
     } catch (error) {
-      await app.close(); // else the HTTP server would keep the process alive over a closed database
+      await Promise.all([compute?.close(), nbd?.close()]);
       throw error;
     }
     const address = app.server.address();
@@ -190,6 +215,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
       `  object store (Swift)    ${base}/object-store/v1/AUTH_<user uuid>   public links ${base}/public/…`,
       `  health, metrics         ${base}/healthz  ${base}/metrics`,
       ...(nbd === undefined ? ["  NBD                     off"] : nbdUris.map((uri, i) => `  ${i === 0 ? "NBD (every volume)     " : "                       "} ${uri}`)),
+      compute === undefined ? `  compute                 off: ${computeOff ?? "not started"}` : `  compute (Nova v2.1)     ${base}/compute/v2.1   servers' state in ${options.computeDir}`,
       ...loginHelp(base, firstUser),
       "SIGINT or SIGTERM stops: requests in flight finish, volumes are flushed.",
     ].join("\n");
@@ -202,6 +228,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
       store: global.store,
       objectStore: `${base}/object-store/v1`,
       nbd: nbdUris,
+      compute: compute === undefined ? null : `${base}/compute/v2.1`,
       ...(firstUser !== undefined && { firstUser }),
     };
     if (global.json) printReport({ text, json }, true);
@@ -209,6 +236,9 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     const signal = await stopped;
     app.log.info({ signal }, "shutting down");
     // Both at once: each lets its requests in flight finish; NBD flushes and unlocks volumes.
+    // The job worker first (a running job finishes; a queued one waits for the next start);
+    // servers keep running and reconnect to NBD when we come back.
+    await compute?.close();
     await Promise.all([app.close(), nbd?.close()]);
   } finally {
     try {

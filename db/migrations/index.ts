@@ -14,6 +14,7 @@ import type { DatabaseEngine, MetadataDatabase } from "../connect.ts";
 import * as identity from "./0001-identity.ts";
 import * as pithos from "./0002-pithos.ts";
 import * as plankton from "./0003-plankton.ts";
+import * as compute from "./0004-compute.ts";
 
 interface EngineMigration {
   up(db: Kysely<unknown>, engine: DatabaseEngine): Promise<void>;
@@ -25,6 +26,7 @@ const migrations: ReadonlyArray<readonly [string, EngineMigration]> = [
   ["0001-identity", identity],
   ["0002-pithos", pithos],
   ["0003-plankton", plankton],
+  ["0004-compute", compute],
 ];
 
 export const migrationNames: readonly string[] = migrations.map(([name]) => name);

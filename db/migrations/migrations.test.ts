@@ -6,6 +6,7 @@ import { latestMigration, migrateDownToEmpty, migrateToLatest, migrationNames } 
 const identityTables = ["commission_provisions", "commissions", "quota_holdings", "quota_resources", "tokens", "users"];
 const pithosTables = ["pithos_accounts", "pithos_containers", "pithos_groups", "pithos_objects", "pithos_sharing", "pithos_versions"];
 const planktonTables = ["plankton_images"];
+const computeTables = ["compute_flavors", "compute_jobs", "compute_keypairs", "compute_server_metadata", "compute_servers", "compute_volume_attachments"];
 
 describeEachEngine("migrations", (databases) => {
   it("run up from an empty database, then find nothing more to do", async () => {
@@ -13,7 +14,7 @@ describeEachEngine("migrations", (databases) => {
     const results = await migrateToLatest(db);
     expect(results.map((r) => [r.migrationName, r.direction, r.status])).toEqual(migrationNames.map((name) => [name, "Up", "Success"]));
     const tables = (await db.kysely.introspection.getTables()).map((t) => t.name).sort();
-    expect(tables).toEqual([...identityTables, ...pithosTables, ...planktonTables].sort());
+    expect(tables).toEqual([...identityTables, ...pithosTables, ...planktonTables, ...computeTables].sort());
     expect(await migrateToLatest(db)).toEqual([]);
   });
 
@@ -77,6 +78,6 @@ describeEachEngine("migrations", (databases) => {
 
 describe("latestMigration", () => {
   it("names the last migration", () => {
-    expect(latestMigration).toBe("0003-plankton");
+    expect(latestMigration).toBe("0004-compute");
   });
 });

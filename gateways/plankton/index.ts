@@ -4,4 +4,14 @@ export { PlanktonService, imagesContainerName, type PlanktonServiceOptions } fro
 export { registerFileAsImage, resolveImage, type RegisterFileOptions, type ResolvedImage } from "./api.ts";
 export { PlanktonError, isPlanktonError, planktonErrors, type PlanktonErrorCode } from "./errors.ts";
 export { imageSizeBytesMax } from "./convert.ts";
-export { visibilityOf, membersOf, type Visibility } from "./sharing.ts";
+export { visibilityOf, membersOf, withVisibility, type Visibility } from "./sharing.ts";
+export {
+  beginFreeze,
+  completeFreeze,
+  failFreeze,
+  freezeSnapshotName,
+  frozenFromMetaKey,
+  type BeginFreezeOptions,
+  type CompleteFreezeOptions,
+  type FreezeResult,
+} from "./freeze.ts";

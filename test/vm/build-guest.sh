@@ -19,9 +19,11 @@ cache_root="${OKEANOS_VM_CACHE:-${TMPDIR:-/tmp}/okeanos-vm-cache}"
 kernel_meta_package="${OKEANOS_VM_KERNEL_PACKAGE:-linux-image-cloud-amd64}"
 busybox_package=busybox-static
 # What /init needs from the kernel: the virtio PCI transport and block driver, and a driver
-# for busybox mke2fs's ext2 (Debian builds ext4 in, with CONFIG_EXT4_USE_FOR_EXT2). Each one
-# is either built in (modules.builtin) or packed with its dependencies.
-modules_wanted=(virtio_pci virtio_blk ext4)
+# for busybox mke2fs's ext2 (Debian builds ext4 in, with CONFIG_EXT4_USE_FOR_EXT2); for the
+# cloud task, isofs (the NoCloud seed is ISO 9660), and the ACPI power button (button) with
+# evdev, through which /init sees the press. Each one is either built in (modules.builtin)
+# or packed with its dependencies.
+modules_wanted=(virtio_pci virtio_blk ext4 isofs button evdev)
 
 log() { echo "build-guest: $*" >&2; }
 die() { log "$*"; exit 1; }

@@ -7,7 +7,8 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants } from "node:fs";
-import { open, rm, stat } from "node:fs/promises";
+import { mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
+import { createConnection } from "node:net";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { Engine } from "../../engine/engine.ts";
@@ -119,6 +120,10 @@ export interface BootOptions {
    * for it to come back instead of failing at once. Unset: no reconnection.
    */
   reconnectDelaySeconds?: number;
+  /** A NoCloud seed (an ISO 9660 image, makeSeedIso) as a second, read-only virtio disk (/dev/vdb). */
+  seedIsoPath?: string;
+  /** A QMP socket for pressPowerButton (the cloud task waits for the ACPI power button). */
+  qmpSocketPath?: string;
 }
 
 export interface BootResult {
@@ -142,6 +147,8 @@ export interface RunningGuest {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   /** Writes a line to the guest's console (qemu's stdin). */
   send(line: string): void;
+  /** The ACPI power button (QMP system_powerdown), as the compute service's stop presses it; needs qmpSocketPath. */
+  pressPowerButton(): Promise<void>;
   /** Power-off and the result line, as bootGuest returns them. */
   result: Promise<BootResult>;
 }
@@ -171,6 +178,8 @@ export function startGuest(guest: Guest, options: BootOptions): RunningGuest {
       ...(options.reconnectDelaySeconds === undefined ? [] : [`file.reconnect-delay=${options.reconnectDelaySeconds}`]),
       "if=virtio",
     ].join(","),
+    ...(options.seedIsoPath === undefined ? [] : ["-drive", `driver=raw,file.driver=file,file.filename=${options.seedIsoPath.replaceAll(",", ",,")},read-only=on,if=virtio`]),
+    ...(options.qmpSocketPath === undefined ? [] : ["-qmp", `unix:${options.qmpSocketPath.replaceAll(",", ",,")},server=on,wait=off`]),
   ];
   const started = performance.now();
   const child = spawn("qemu-system-x86_64", args, { stdio: ["pipe", "pipe", "pipe"] });
@@ -209,8 +218,73 @@ export function startGuest(guest: Guest, options: BootOptions): RunningGuest {
     send(line) {
       child.stdin?.write(`${line}\n`);
     },
+    async pressPowerButton() {
+      if (options.qmpSocketPath === undefined) throw new Error("pressPowerButton needs qmpSocketPath");
+      await qmpCommands(options.qmpSocketPath, ["qmp_capabilities", "system_powerdown"]);
+    },
     result,
   };
+}
+
+/**
+ * Runs QMP commands (no arguments) one after the other on a fresh connection: the greeting,
+ * then each command's `return` (an `error` reply or an early close fails).
+ */
+async function qmpCommands(socketPath: string, commands: readonly string[]): Promise<void> {
+  const socket = createConnection(socketPath);
+  socket.setEncoding("utf8");
+  const lines: string[] = [];
+  let buffered = "";
+  let waiting: (() => void) | undefined;
+  let closed = false;
+  socket.on("data", (chunk: string) => {
+    buffered += chunk;
+    for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
+      lines.push(buffered.slice(0, newline));
+      buffered = buffered.slice(newline + 1);
+    }
+    waiting?.();
+  });
+  const end = () => {
+    closed = true;
+    waiting?.();
+  };
+  socket.on("close", end);
+  socket.on("error", end);
+  /** The next message that is not an event. */
+  const next = async (): Promise<Record<string, unknown>> => {
+    for (;;) {
+      const line = lines.shift();
+      if (line !== undefined) {
+        const message = JSON.parse(line) as Record<string, unknown>;
+        if (!("event" in message)) return message;
+        continue;
+      }
+      if (closed) throw new Error(`QMP at ${socketPath} closed`);
+      await new Promise<void>((resolve) => (waiting = resolve));
+    }
+  };
+  try {
+    await next(); // {"QMP": {...}}
+    for (const command of commands) {
+      socket.write(`${JSON.stringify({ execute: command })}\n`);
+      const reply = await next();
+      if (!("return" in reply)) throw new Error(`QMP ${command}: ${JSON.stringify(reply)}`);
+    }
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** A NoCloud seed, as compute/qemu/nocloud.ts makes one: genisoimage, label `cidata`, Joliet and Rock Ridge. */
+export async function makeSeedIso(isoPath: string, files: Record<string, string>, scratchDir: string): Promise<void> {
+  const staging = await mkdtemp(join(scratchDir, "seed-"));
+  try {
+    for (const [name, content] of Object.entries(files)) await writeFile(join(staging, name), content);
+    await runTool("genisoimage", ["-output", isoPath, "-volid", "cidata", "-joliet", "-rock", "-input-charset", "utf-8", "-quiet", ...Object.keys(files).map((name) => join(staging, name))]);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
 }
 
 // ── volumes with a file system made on the host ────────────────────────────────

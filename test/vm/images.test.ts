@@ -138,7 +138,10 @@ describe.skipIf(missing.length > 0 && !ci)("images: upload, register, spawn, boo
       // 5. Freeze vm1 into an image: snapshot, hash (stores the changed blocks), file, register.
       const frozen = JSON.parse(await okeanos("--json", "image", "create", "frozen", "--from-volume", "vm1", "--owner", "admin")) as {
         hash: { storedBlocks: number; totalBlocks: number };
+        file: { container: string; path: string };
       };
+      // The frozen image is a file named by its id, as Glance's uploads are (images/<id>).
+      const frozenPath = frozen.file.path;
       const blocksAfterFreeze = await contentBlocks();
       expect(blocksAfterFreeze - blocksAfterUpload).toBe(frozen.hash.storedBlocks);
       expect(frozen.hash.storedBlocks).toBeGreaterThan(0);
@@ -149,10 +152,10 @@ describe.skipIf(missing.length > 0 && !ci)("images: upload, register, spawn, boo
       const hashmap = async (path: string) =>
         ((await (await fetch(`${served.banner.objectStore}/AUTH_${account}/images/${path}?hashmap&format=json`, { headers: { "x-auth-token": authToken } })).json()) as { hashes: string[] }).hashes;
       const base = await hashmap("base.raw");
-      const after = await hashmap("frozen");
+      const after = await hashmap(frozenPath);
       expect(after).toHaveLength(base.length);
       const frozenRaw = join(dir, "frozen-pithos.raw");
-      await okeanos("file", "download", "images/frozen", frozenRaw);
+      await okeanos("file", "download", `images/${frozenPath}`, frozenRaw);
       const baseBytes = await readFile(diskPath);
       const frozenBytes = await readFile(frozenRaw);
       let shared = 0;
@@ -165,7 +168,7 @@ describe.skipIf(missing.length > 0 && !ci)("images: upload, register, spawn, boo
 
       // The image through Pithos+ = the image read over NBD: the image's own map (a frozen
       // map, found by its content hash) is an export of okeanos serve too.
-      const objectHash = (await fetch(`${served.banner.objectStore}/AUTH_${account}/images/frozen`, { method: "HEAD", headers: { "x-auth-token": authToken } })).headers.get("x-object-hash");
+      const objectHash = (await fetch(`${served.banner.objectStore}/AUTH_${account}/images/${frozenPath}`, { method: "HEAD", headers: { "x-auth-token": authToken } })).headers.get("x-object-hash");
       const maps = JSON.parse(await okeanos("--json", "volume", "list")) as Array<{ name: string; kind: string }>;
       let imageMap: string | undefined;
       for (const map of maps.filter((entry) => entry.kind === "file")) {

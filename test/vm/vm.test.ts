@@ -12,8 +12,12 @@
  * before the snapshot and none written after it; and a restart of the server under the
  * running guest (qemu's reconnect-delay), which goes on writing without an I/O error.
  *
- * Needs qemu-system-x86, e2fsprogs (debugfs) and apt (test/vm/README.md): without them the
- * test is skipped with a warning, and fails under CI=true.
+ * And the `cloud` task compute.test.ts boots, without the compute service: a NoCloud seed
+ * (genisoimage) as a second disk; the guest takes its hostname and keys, writes a marker, stays
+ * up until the ACPI power button, and a second boot finds the marker.
+ *
+ * Needs qemu-system-x86, e2fsprogs (debugfs) and apt (test/vm/README.md), and genisoimage for
+ * the cloud task: without them the test is skipped with a warning, and fails under CI=true.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -32,6 +36,7 @@ import {
   guestBuildTimeoutMs,
   hostTools,
   importExt4Volume,
+  makeSeedIso,
   missingTools,
   readGuestFile,
   serveVolume,
@@ -43,8 +48,8 @@ import {
 } from "./harness.ts";
 
 const ci = process.env["CI"] === "true";
-const missing = missingTools(hostTools);
-const install = "apt-get install qemu-system-x86 e2fsprogs (test/vm/README.md)";
+const missing = missingTools([...hostTools, "genisoimage"]);
+const install = "apt-get install qemu-system-x86 e2fsprogs genisoimage (test/vm/README.md)";
 if (missing.length > 0 && !ci) {
   console.warn(`\n*** test/vm SKIPPED: ${missing.join(", ")} not found. To run it: ${install} ***\n`);
 }
@@ -267,6 +272,48 @@ describe.skipIf(missing.length > 0 && !ci)("a real VM on an okeanos volume", () 
       expect(await fileIn("restart", `/after-${after}.txt`)).toBe(afterText);
       expect((await fileIn("restart", "/post.txt"))?.trim()).toBe(note);
       expect(await filesOf("restart")).toMatchObject({ token, seqSha256 });
+    },
+    2 * stepTimeoutMs,
+  );
+
+  it(
+    "the cloud task takes hostname and keys from a NoCloud seed, stays up until the ACPI power button, and keeps its marker",
+    async () => {
+      await importExt4Volume(storeDir, "cloud", volumeSizeBytes, dir);
+      const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOkeanosTestKeyOnlyForTheGuestToWrite test@okeanos";
+      const other = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQOkeanos other@okeanos";
+      const seedIsoPath = join(dir, "seed.iso");
+      // As compute/qemu/nocloud.ts writes them: double-quoted scalars, the key in both files.
+      await makeSeedIso(seedIsoPath, {
+        "meta-data": `instance-id: "i-0123"\nlocal-hostname: "cloudy"\npublic-keys:\n  - ${JSON.stringify(key)}\n`,
+        "user-data": `#cloud-config\nhostname: "cloudy"\nssh_authorized_keys:\n  - ${JSON.stringify(key)}\n  - ${other}\n`,
+      }, dir);
+      const keysSha256 = sha256(`${key}\n${other}\n`);
+      const boot = async (note: string): Promise<BootResult> => {
+        const socketPath = join(dir, "cloud.sock");
+        const qmpSocketPath = join(dir, "cloud-qmp.sock");
+        const server = await serveVolume(storeDir, "cloud", socketPath);
+        servers.push(server);
+        try {
+          const running = startGuest(guest, { socketPath, exportName: "cloud", params: { task: "cloud", note }, seedIsoPath, qmpSocketPath });
+          await running.waitFor(/^OKEANOS-VM-POWER: waiting /m);
+          // Still running a while later: the server would stay ACTIVE.
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          expect(running.console()).not.toMatch(/OKEANOS-VM-POWER: pressed/);
+          await running.pressPowerButton();
+          const booted = await running.result;
+          expect(booted.console).toMatch(/^OKEANOS-VM-POWER: pressed$/m);
+          return booted;
+        } finally {
+          await server.stop();
+        }
+      };
+      const first = await boot("first-note");
+      expect(first.result).toBe(`cloud hostname=cloudy instance=i-0123 key-sha256=${keysSha256} found=none`);
+      const second = await boot("second-note");
+      expect(second.result).toBe(`cloud hostname=cloudy instance=i-0123 key-sha256=${keysSha256} found=first-note`);
+      expect((await fileIn("cloud", "/marker.txt"))?.trim()).toBe("second-note");
+      expect(await fileIn("cloud", "/root/.ssh/authorized_keys")).toBe(`${key}\n${other}\n`);
     },
     2 * stepTimeoutMs,
   );

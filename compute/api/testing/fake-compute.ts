@@ -1,0 +1,250 @@
+/**
+ * An in-memory ComputeApi for the HTTP layer's tests: enough behaviour to give every route
+ * real answers (ownership, states, conflicts, quota, one-use console tokens), none of the
+ * jobs. `failNext(method, error)` makes one call throw, for the error paths.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import type { VncEndpoint } from "../../driver.ts";
+import { ComputeError } from "../../errors.ts";
+import type {
+  ComputeApi,
+  ComputeCaller,
+  ConsoleLocation,
+  CreateServerRequest,
+  Flavor,
+  Keypair,
+  Server,
+  ServerAction,
+  ServerListFilter,
+} from "../../model.ts";
+import type { ConsoleTokenResolver } from "../../console-proxy.ts";
+
+/** Console tokens in the fake live this long, as the real ones are short-lived. */
+export const fakeConsoleTokenTtlMs = 60_000;
+
+export const tinyFlavor: Flavor = { id: "1", name: "m1.tiny", vcpus: 1, ramMiB: 512, diskGiB: 1, isPublic: true, disabled: false, description: null, extraSpecs: {} };
+export const smallFlavor: Flavor = { id: "2", name: "m1.small", vcpus: 2, ramMiB: 2048, diskGiB: 20, isPublic: true, disabled: false, description: "two cpus", extraSpecs: { "hw:cpu_policy": "shared" } };
+export const privateFlavor: Flavor = { id: "p1", name: "private", vcpus: 4, ramMiB: 4096, diskGiB: 40, isPublic: false, disabled: false, description: null, extraSpecs: {} };
+
+type MethodName = keyof ComputeApi;
+
+export class FakeCompute implements ComputeApi, ConsoleTokenResolver {
+  readonly servers = new Map<string, Server>();
+  readonly flavors = new Map<string, Flavor>([tinyFlavor, smallFlavor, privateFlavor].map((flavor) => [flavor.id, flavor]));
+  readonly keypairs = new Map<string, Keypair>();
+  readonly calls: Array<{ method: MethodName; args: unknown[] }> = [];
+  /** Servers a user may have before EQUOTA. */
+  serversPerUserMax = 10;
+  /** Where console tokens lead; set by the console proxy's test. */
+  vncEndpoint: VncEndpoint = { address: { kind: "unix", path: "/nonexistent/vnc.sock" }, password: "secret12" };
+  consoleOutput = "boot\u0007 ok\r\nlogin: \u001b[0m";
+  now = () => Date.parse("2026-11-24T04:50:58.123Z");
+  readonly #failures = new Map<MethodName, unknown>();
+  readonly #consoleTokens = new Map<string, { endpoint: VncEndpoint; expiresAt: number }>();
+
+  failNext(method: MethodName, error: unknown): void {
+    this.#failures.set(method, error);
+  }
+
+  #enter(method: MethodName, args: unknown[]): void {
+    this.calls.push({ method, args });
+    if (this.#failures.has(method)) {
+      const error = this.#failures.get(method);
+      this.#failures.delete(method);
+      throw error;
+    }
+  }
+
+  #visible(caller: ComputeCaller, id: string): Server {
+    const server = this.servers.get(id);
+    if (server === undefined || server.vmState === "deleted" || (!caller.isAdmin && server.userUuid !== caller.userUuid)) {
+      throw new ComputeError("ENOT_FOUND", `Instance ${id} could not be found.`);
+    }
+    return server;
+  }
+
+  async listServers(caller: ComputeCaller, filter: ServerListFilter): Promise<Server[]> {
+    this.#enter("listServers", [caller, filter]);
+    let servers = [...this.servers.values()].filter((server) => server.vmState !== "deleted" && (caller.isAdmin || server.userUuid === caller.userUuid));
+    if (filter.name !== undefined) {
+      // As the service does: a name that is no valid regular expression matches as text.
+      const name = filter.name;
+      let matches = (text: string) => text.includes(name);
+      try {
+        const pattern = new RegExp(name);
+        matches = (text) => pattern.test(text);
+      } catch {
+        // keep the text match
+      }
+      servers = servers.filter((server) => matches(server.name));
+    }
+    if (filter.status !== undefined) servers = servers.filter((server) => server.status === filter.status);
+    if (filter.changesSince !== undefined) servers = servers.filter((server) => server.updatedAt >= filter.changesSince!);
+    if (filter.marker !== undefined) {
+      const index = servers.findIndex((server) => server.id === filter.marker);
+      if (index < 0) throw new ComputeError("EBAD_REQUEST", `marker [${filter.marker}] not found`);
+      servers = servers.slice(index + 1);
+    }
+    return filter.limit === undefined ? servers : servers.slice(0, filter.limit);
+  }
+
+  async getServer(caller: ComputeCaller, id: string): Promise<Server> {
+    this.#enter("getServer", [caller, id]);
+    return this.#visible(caller, id);
+  }
+
+  async createServer(caller: ComputeCaller, request: CreateServerRequest): Promise<Server> {
+    this.#enter("createServer", [caller, request]);
+    const flavor = this.flavors.get(request.flavorRef);
+    if (flavor === undefined) throw new ComputeError("EBAD_REQUEST", `Flavor ${request.flavorRef} could not be found.`);
+    const owned = [...this.servers.values()].filter((server) => server.userUuid === caller.userUuid && server.vmState !== "deleted").length;
+    if (owned >= this.serversPerUserMax) {
+      throw new ComputeError("EQUOTA", `Quota exceeded for instances: Requested 1, but already used ${owned} of ${this.serversPerUserMax} instances`);
+    }
+    const id = randomUUID();
+    const now = this.now();
+    const server: Server = {
+      id, name: request.name, userUuid: caller.userUuid, flavorId: flavor.id, vcpus: flavor.vcpus, ramMiB: flavor.ramMiB, diskGiB: flavor.diskGiB,
+      imageId: request.imageRef, rootVolume: `server-${id}`, keyName: request.keyName ?? null, vmState: "building", taskState: "spawning",
+      status: "BUILD", powerState: 0, progress: 0, metadata: request.metadata ?? {}, fault: null, createdAt: now, updatedAt: now, launchedAt: null, terminatedAt: null,
+    };
+    this.servers.set(id, server);
+    return server;
+  }
+
+  /** Test helper: a server as the create job leaves it. */
+  activate(id: string): Server {
+    const server = this.servers.get(id)!;
+    Object.assign(server, { vmState: "active", taskState: null, status: "ACTIVE", powerState: 1, progress: 100, launchedAt: this.now() });
+    return server;
+  }
+
+  async renameServer(caller: ComputeCaller, id: string, name: string): Promise<Server> {
+    this.#enter("renameServer", [caller, id, name]);
+    const server = this.#visible(caller, id);
+    server.name = name;
+    return server;
+  }
+
+  async deleteServer(caller: ComputeCaller, id: string): Promise<void> {
+    this.#enter("deleteServer", [caller, id]);
+    const server = this.#visible(caller, id);
+    Object.assign(server, { vmState: "deleted", status: "DELETED", terminatedAt: this.now() });
+  }
+
+  async serverAction(caller: ComputeCaller, id: string, action: ServerAction): Promise<{ imageId?: string }> {
+    this.#enter("serverAction", [caller, id, action]);
+    const server = this.#visible(caller, id);
+    if (server.taskState !== null) throw new ComputeError("ECONFLICT", `Cannot '${action.kind}' instance ${id} while it is in task_state ${server.taskState}`);
+    if ((action.kind === "start" && server.vmState === "active") || (action.kind === "stop" && server.vmState === "stopped")) {
+      throw new ComputeError("ECONFLICT", `Cannot '${action.kind}' instance ${id} while it is in vm_state ${server.vmState}`);
+    }
+    if (action.kind === "resize" && !this.flavors.has(action.flavorRef)) throw new ComputeError("EBAD_REQUEST", `Flavor ${action.flavorRef} could not be found.`);
+    return action.kind === "createImage" ? { imageId: randomUUID() } : {};
+  }
+
+  async setServerMetadata(caller: ComputeCaller, id: string, metadata: Record<string, string>, replace: boolean): Promise<Record<string, string>> {
+    this.#enter("setServerMetadata", [caller, id, metadata, replace]);
+    const server = this.#visible(caller, id);
+    server.metadata = replace ? { ...metadata } : { ...server.metadata, ...metadata };
+    return server.metadata;
+  }
+
+  async deleteServerMetadata(caller: ComputeCaller, id: string, key: string): Promise<void> {
+    this.#enter("deleteServerMetadata", [caller, id, key]);
+    const server = this.#visible(caller, id);
+    if (!Object.hasOwn(server.metadata, key)) throw new ComputeError("ENOT_FOUND", "Metadata item was not found");
+    delete server.metadata[key];
+  }
+
+  async consoleLog(caller: ComputeCaller, id: string, lines: number | undefined): Promise<string> {
+    this.#enter("consoleLog", [caller, id, lines]);
+    this.#visible(caller, id);
+    const all = this.consoleOutput.split("\n");
+    return lines === undefined ? this.consoleOutput : all.slice(Math.max(0, all.length - lines)).join("\n");
+  }
+
+  async vncConsole(caller: ComputeCaller, id: string): Promise<ConsoleLocation> {
+    this.#enter("vncConsole", [caller, id]);
+    const server = this.#visible(caller, id);
+    if (server.vmState !== "active") throw new ComputeError("ECONFLICT", `Instance ${id} is not ready`);
+    const token = this.issueConsoleToken();
+    return { path: `/console/${token}`, protocol: "vnc", type: "novnc" };
+  }
+
+  issueConsoleToken(ttlMs = fakeConsoleTokenTtlMs): string {
+    const token = randomUUID();
+    this.#consoleTokens.set(token, { endpoint: this.vncEndpoint, expiresAt: Date.now() + ttlMs });
+    return token;
+  }
+
+  /** Every token the proxy asked about, in order. */
+  readonly resolved: string[] = [];
+
+  async resolveConsoleToken(token: string): Promise<VncEndpoint | undefined> {
+    this.resolved.push(token);
+    const entry = this.#consoleTokens.get(token);
+    this.#consoleTokens.delete(token);
+    return entry === undefined || entry.expiresAt <= Date.now() ? undefined : entry.endpoint;
+  }
+
+  async listFlavors(caller: ComputeCaller, options: { includePrivate: boolean }): Promise<Flavor[]> {
+    this.#enter("listFlavors", [caller, options]);
+    return [...this.flavors.values()].filter((flavor) => flavor.isPublic || (options.includePrivate && caller.isAdmin));
+  }
+
+  async getFlavor(caller: ComputeCaller, id: string): Promise<Flavor> {
+    this.#enter("getFlavor", [caller, id]);
+    const flavor = this.flavors.get(id);
+    if (flavor === undefined || (!flavor.isPublic && !caller.isAdmin)) throw new ComputeError("ENOT_FOUND", `Flavor ${id} could not be found.`);
+    return flavor;
+  }
+
+  async createFlavor(flavor: Omit<Flavor, "disabled" | "extraSpecs"> & Partial<Pick<Flavor, "extraSpecs">>): Promise<Flavor> {
+    this.#enter("createFlavor", [flavor]);
+    if (this.flavors.has(flavor.id)) throw new ComputeError("ECONFLICT", `Flavor with ID ${flavor.id} already exists.`);
+    const created: Flavor = { disabled: false, extraSpecs: {}, ...flavor };
+    this.flavors.set(created.id, created);
+    return created;
+  }
+
+  async deleteFlavor(id: string): Promise<void> {
+    this.#enter("deleteFlavor", [id]);
+    if (!this.flavors.delete(id)) throw new ComputeError("ENOT_FOUND", `Flavor ${id} could not be found.`);
+  }
+
+  async createKeypair(caller: ComputeCaller, name: string, publicKey: string | undefined): Promise<Keypair & { privateKey?: string }> {
+    this.#enter("createKeypair", [caller, name, publicKey]);
+    const key = `${caller.userUuid}/${name}`;
+    if (this.keypairs.has(key)) throw new ComputeError("ECONFLICT", `Key pair '${name}' already exists.`);
+    const line = (publicKey ?? `ssh-ed25519 ${Buffer.from(randomUUID()).toString("base64")} generated`).trim();
+    const blob = Buffer.from(line.split(/\s+/)[1] ?? "", "base64");
+    const fingerprint = createHash("md5").update(blob).digest("hex").replace(/(..)(?!$)/g, "$1:");
+    const keypair: Keypair = { userUuid: caller.userUuid, name, publicKey: line, fingerprint, type: "ssh", createdAt: this.now() };
+    this.keypairs.set(key, keypair);
+    return publicKey === undefined ? { ...keypair, privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----\n" } : keypair;
+  }
+
+  async listKeypairs(caller: ComputeCaller): Promise<Keypair[]> {
+    this.#enter("listKeypairs", [caller]);
+    return [...this.keypairs.values()].filter((keypair) => keypair.userUuid === caller.userUuid);
+  }
+
+  async getKeypair(caller: ComputeCaller, name: string): Promise<Keypair> {
+    this.#enter("getKeypair", [caller, name]);
+    const keypair = this.keypairs.get(`${caller.userUuid}/${name}`);
+    if (keypair === undefined) throw new ComputeError("ENOT_FOUND", `Keypair ${name} not found for user ${caller.userUuid}`);
+    return keypair;
+  }
+
+  async deleteKeypair(caller: ComputeCaller, name: string): Promise<void> {
+    this.#enter("deleteKeypair", [caller, name]);
+    if (!this.keypairs.delete(`${caller.userUuid}/${name}`)) throw new ComputeError("ENOT_FOUND", `Keypair ${name} not found for user ${caller.userUuid}`);
+  }
+
+  async limits(caller: ComputeCaller): Promise<Record<string, number>> {
+    this.#enter("limits", [caller]);
+    const used = [...this.servers.values()].filter((server) => server.userUuid === caller.userUuid && server.vmState !== "deleted").length;
+    return { maxTotalInstances: this.serversPerUserMax, totalInstancesUsed: used, maxTotalCores: 20, totalCoresUsed: 0, maxTotalRAMSize: 51200, totalRAMUsed: 0 };
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * What each job does (compute/README.md "Jobs"), step by step. Every step is idempotent, so a
+ * job interrupted anywhere — by a crash, a killed process — is simply run again from the top:
+ *
+ *   create       reserve (same key: same commission) → clone unless the volume exists →
+ *                driver.start (starting a running instance does nothing) → accept → active
+ *   start/stop   driver.start / driver.stop → active / stopped
+ *   reboot       driver.reboot soft or hard → active
+ *   resize       reserve the deltas → stop → start with the new figures if it ran → accept
+ *   createImage  completeFreeze (resumable) → the image is active; the server is unchanged
+ *   delete       destroy → delete the volume → give up cancelled freezes → release quota → deleted
+ *
+ * A step that fails runs the action's compensation (each idempotent too) and the job ends
+ * `failed` with the server's new state; which state is in `failure()` below.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  finishComputeJob,
+  getComputeServer,
+  jobCancelledError,
+  listComputeJobs,
+  updateComputeServer,
+  type ComputeJob,
+  type ComputeServer,
+  type JobOutcome,
+  type MetadataDatabase,
+  type Provision,
+} from "../db/index.ts";
+import type { Engine } from "../engine/engine.ts";
+import { isEngineError } from "../engine/errors.ts";
+import { resolveImage, type PlanktonService } from "../gateways/plankton/index.ts";
+import { instanceSpec } from "./boot.ts";
+import type { HypervisorDriver } from "./driver.ts";
+import { isComputeError } from "./errors.ts";
+import { acceptReserved, rejectReserved, releaseServer, reserve } from "./quota.ts";
+
+/** The freeze functions of gateways/plankton/freeze.ts (injected: tests stub them). */
+export interface FreezeFunctions {
+  beginFreeze(plankton: PlanktonService, options: { owner: string; name: string; properties?: Record<string, string> }): Promise<{ imageId: string }>;
+  completeFreeze(
+    plankton: PlanktonService,
+    engine: Engine,
+    options: { imageId: string; owner: string; volume: string; snapshot: (snapshotName: string) => Promise<void>; onProgress?: (doneBlocks: number, totalBlocks: number) => void },
+  ): Promise<unknown>;
+  failFreeze(plankton: PlanktonService, imageId: string): Promise<void>;
+}
+
+export interface Logger {
+  info(object: object, message?: string): void;
+  warn(object: object, message?: string): void;
+  error(object: object, message?: string): void;
+}
+
+export interface StepContext {
+  db: MetadataDatabase;
+  engine: Engine;
+  plankton: PlanktonService;
+  driver: HypervisorDriver;
+  nbd: { socketPath: string; snapshot(volume: string, snapshotName: string): Promise<void> };
+  stateDir: string;
+  graceMs: number;
+  logger: Logger;
+  freeze: FreezeFunctions;
+  now(): number;
+}
+
+export interface CreateArgs {
+  imageId: string;
+  rootSizeBytes: number;
+  provisions: Provision[];
+}
+export interface RebootArgs {
+  hard: boolean;
+}
+export interface ResizeArgs {
+  flavorId: string;
+  vcpus: number;
+  ramMiB: number;
+  provisions: Provision[];
+}
+export interface CreateImageArgs {
+  imageId: string;
+}
+
+/**
+ * Claims made by a crash loop get no further: a job claimed this many times (a crash on every
+ * run of it) fails with its compensation instead of crashing the service at every start.
+ */
+export const jobAttemptsMax = 5;
+/**
+ * Deleting a volume right after its QEMU exits can meet the NBD export still closing it
+ * (engine/nbd/exports.ts: the last connection's release flushes and unlocks); the export
+ * closes within its flush, so ten tries 200 ms apart are plenty.
+ */
+const volumeLockedRetries = 10;
+const volumeLockedRetryMs = 200;
+
+/** Runs the job to its end and records the outcome with the server's new state. */
+export async function runJob(context: StepContext, job: ComputeJob): Promise<void> {
+  const server = await getComputeServer(context.db, job.serverId);
+  if (server === undefined) {
+    await finishComputeJob(context.db, job.id, { state: "failed", error: "the server is gone" }, context.now());
+    return;
+  }
+  let outcome: JobOutcome;
+  try {
+    if (job.attempts > jobAttemptsMax) throw new Error(`gave up after ${jobAttemptsMax} attempts (the service stopped during each)`);
+    outcome = await perform(context, job, server);
+  } catch (error) {
+    context.logger.warn({ err: error, job: job.id, action: job.action, server: server.id }, "compute job failed");
+    outcome = await failure(context, job, server, error);
+  }
+  await finishComputeJob(context.db, job.id, outcome, context.now());
+}
+
+async function perform(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
+  const { driver, graceMs } = context;
+  switch (job.action) {
+    case "create":
+      return create(context, job, server);
+    case "start":
+      await driver.start(await instanceSpec(bootContext(context), server));
+      return { state: "done", server: { vmState: "active", powerState: 1, fault: null } };
+    case "stop":
+      await driver.stop(server.id, { graceMs });
+      return { state: "done", server: { vmState: "stopped", powerState: 4 } };
+    case "reboot": {
+      const { hard } = job.args as unknown as RebootArgs;
+      await driver.reboot(await instanceSpec(bootContext(context), server), hard ? "hard" : "soft", { graceMs });
+      return { state: "done", server: { vmState: "active", powerState: 1, fault: null } };
+    }
+    case "resize":
+      return resize(context, job, server);
+    case "createImage": {
+      const { imageId } = job.args as unknown as CreateImageArgs;
+      await context.freeze.completeFreeze(context.plankton, context.engine, {
+        imageId,
+        owner: server.userUuid,
+        volume: server.rootVolume,
+        snapshot: (snapshotName) => context.nbd.snapshot(server.rootVolume, snapshotName),
+      });
+      return { state: "done" };
+    }
+    case "delete":
+      return destroy(context, job, server);
+  }
+}
+
+async function create(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
+  const args = job.args as unknown as CreateArgs;
+  await reserve(context.db, server.id, job.id, `create server ${server.id}`, args.provisions);
+  if (!(await context.engine.maps.exists(server.rootVolume))) {
+    const image = await resolveImage(context.db, args.imageId, server.userUuid);
+    await context.engine.clone(image.mapName, server.rootVolume, { sizeBytes: Math.max(args.rootSizeBytes, image.sizeBytes) });
+  }
+  await updateComputeServer(context.db, server.id, { progress: 50 }, context.now());
+  await context.driver.start(await instanceSpec(bootContext(context), server));
+  await acceptReserved(context.db, server.id, job.id);
+  return { state: "done", server: { vmState: "active", powerState: 1, progress: 100, launchedAt: context.now(), fault: null } };
+}
+
+async function resize(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
+  const args = job.args as unknown as ResizeArgs;
+  if (args.provisions.length > 0) await reserve(context.db, server.id, job.id, `resize server ${server.id}`, args.provisions);
+  // vm_state is still the one before the resize (the finish writes the new one): a replay
+  // after a crash between stop and start starts the server again.
+  const running = server.vmState === "active";
+  await context.driver.stop(server.id, { graceMs: context.graceMs });
+  if (running) await context.driver.start(await instanceSpec(bootContext(context), server, args));
+  await acceptReserved(context.db, server.id, job.id);
+  return {
+    state: "done",
+    server: { flavorId: args.flavorId, vcpus: args.vcpus, ramMiB: args.ramMiB, vmState: running ? "active" : "stopped", powerState: running ? 1 : 4 },
+  };
+}
+
+async function destroy(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
+  await context.driver.destroy(server.id);
+  await deleteVolume(context, server.rootVolume);
+  for (const cancelled of await listComputeJobs(context.db, server.id)) {
+    if (cancelled.action === "createImage" && cancelled.error === jobCancelledError) {
+      await context.freeze.failFreeze(context.plankton, (cancelled.args as unknown as CreateImageArgs).imageId);
+    }
+  }
+  await releaseServer(context.db, server.id, job.id);
+  const now = context.now();
+  return { state: "done", server: { vmState: "deleted", taskState: null, powerState: 0, deletedAt: now, terminatedAt: now } };
+}
+
+/** The compensation of a failed job, and the server's state after it. */
+async function failure(context: StepContext, job: ComputeJob, server: ComputeServer, error: unknown): Promise<JobOutcome> {
+  const message = error instanceof Error ? error.message : String(error);
+  const fault = { code: isComputeError(error, "EQUOTA") ? 403 : 500, message, createdAt: context.now() };
+  const failed = (patch: JobOutcome["server"]): JobOutcome => ({ state: "failed", error: message, server: patch });
+  try {
+    switch (job.action) {
+      case "create":
+        await context.driver.destroy(server.id);
+        await deleteVolume(context, server.rootVolume);
+        await rejectReserved(context.db, server.id, job.id);
+        return failed({ vmState: "error", powerState: 0, fault });
+      case "resize":
+        await rejectReserved(context.db, server.id, job.id);
+        return failed({ vmState: "error", powerState: await powerOf(context, server.id), fault });
+      case "createImage":
+        // Nova: a failed snapshot deletes the image and leaves the server as it was.
+        await context.freeze.failFreeze(context.plankton, (job.args as unknown as CreateImageArgs).imageId);
+        return failed({});
+      default:
+        return failed({ vmState: "error", powerState: await powerOf(context, server.id), fault });
+    }
+  } catch (compensation) {
+    // The compensation failed too: the server is in error; reconcile and a DELETE clean up.
+    context.logger.error({ err: compensation, job: job.id, server: server.id }, "compute job compensation failed");
+    return failed({ vmState: "error", fault });
+  }
+}
+
+async function powerOf(context: StepContext, id: string): Promise<number> {
+  const status = await context.driver.status(id).catch(() => undefined);
+  return status === undefined ? 0 : status.power === "running" ? 1 : 4;
+}
+
+/** Deletes the volume; gone already is fine; a lock held by a closing export is waited out. */
+export async function deleteVolume(context: Pick<StepContext, "engine">, name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await context.engine.delete(name);
+      return;
+    } catch (error) {
+      if (isEngineError(error, "ENOT_FOUND")) return;
+      if (!isEngineError(error, "EVOLUME_LOCKED") || attempt >= volumeLockedRetries) throw error;
+      await sleep(volumeLockedRetryMs);
+    }
+  }
+}
+
+export function bootContext(context: StepContext): { db: MetadataDatabase; engine: Engine; socketPath: string; stateDir: string } {
+  return { db: context.db, engine: context.engine, socketPath: context.nbd.socketPath, stateDir: context.stateDir };
+}

@@ -1,0 +1,106 @@
+/**
+ * Records as the compute API shows them (model.ts), and the database's refusals as the API's
+ * errors: what service.ts answers with, kept apart so the service file holds only operations.
+ */
+import { getComputeServerMetadata, isDbError, type ComputeKeypair, type ComputeServer, type MetadataDatabase } from "../db/index.ts";
+import { ComputeError } from "./errors.ts";
+import type { Flavor, Keypair, Server, ServerStatus } from "./model.ts";
+
+export async function serverView(db: MetadataDatabase, server: ComputeServer): Promise<Server> {
+  const metadata = server.vmState === "deleted" ? {} : await getComputeServerMetadata(db, server.id);
+  return {
+    id: server.id,
+    name: server.name,
+    userUuid: server.userUuid,
+    flavorId: server.flavorId,
+    vcpus: server.vcpus,
+    ramMiB: server.ramMiB,
+    diskGiB: server.diskGiB,
+    imageId: server.imageId,
+    rootVolume: server.rootVolume,
+    keyName: server.keyName,
+    vmState: server.vmState,
+    taskState: server.taskState,
+    status: serverStatus(server),
+    powerState: server.powerState,
+    progress: server.progress,
+    metadata,
+    fault: server.fault,
+    createdAt: server.createdAt,
+    updatedAt: server.updatedAt,
+    launchedAt: server.launchedAt,
+    terminatedAt: server.terminatedAt,
+  };
+}
+
+/** README "States": the API status from vm_state and task_state. */
+export function serverStatus(server: Pick<ComputeServer, "vmState" | "taskState">): ServerStatus {
+  switch (server.vmState) {
+    case "building":
+      return "BUILD";
+    case "active":
+      if (server.taskState === "rebooting") return "REBOOT";
+      if (server.taskState === "rebooting_hard") return "HARD_REBOOT";
+      return server.taskState === "resize_prep" ? "RESIZE" : "ACTIVE";
+    case "stopped":
+      return server.taskState === "resize_prep" ? "RESIZE" : "SHUTOFF";
+    case "error":
+      return "ERROR";
+    case "deleted":
+      return "DELETED";
+  }
+}
+
+export function checkServerName(name: unknown): string {
+  if (typeof name !== "string" || name.trim() === "" || name.length > 255) throw new ComputeError("EBAD_REQUEST", "Invalid server name: 1 to 255 characters, not only spaces.");
+  return name;
+}
+
+/** Nova treats `name` as a regular expression; one that does not compile matches as text. */
+export function nameMatcher(pattern: string): (name: string) => boolean {
+  try {
+    const regex = new RegExp(pattern);
+    return (name) => regex.test(name);
+  } catch {
+    return (name) => name.includes(pattern);
+  }
+}
+
+export function serverNotFound(id: string): ComputeError {
+  return new ComputeError("ENOT_FOUND", `Instance ${id} could not be found.`);
+}
+
+export function flavorView(flavor: Flavor): Flavor {
+  const { id, name, vcpus, ramMiB, diskGiB, isPublic, disabled, description, extraSpecs } = flavor;
+  return { id, name, vcpus, ramMiB, diskGiB, isPublic, disabled, description, extraSpecs };
+}
+
+export function keypairView(keypair: ComputeKeypair): Keypair {
+  return { userUuid: keypair.userUuid, name: keypair.name, publicKey: keypair.publicKey, fingerprint: keypair.fingerprint, type: "ssh", createdAt: keypair.createdAt };
+}
+
+/** The database's refusals as the compute API's (errors.ts codes). */
+export async function dbCall<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (error) {
+    throw toComputeError(error);
+  }
+}
+
+export function toComputeError(error: unknown): unknown {
+  if (!isDbError(error)) return error;
+  switch (error.code) {
+    case "ENOT_FOUND":
+      return new ComputeError("ENOT_FOUND", error.message, { cause: error });
+    case "ECONFLICT":
+    case "EEXISTS":
+      return new ComputeError("ECONFLICT", error.message, { cause: error });
+    case "EINVALID":
+      return new ComputeError("EBAD_REQUEST", error.message, { cause: error });
+    case "EQUOTA_EXCEEDED":
+      return new ComputeError("EQUOTA", error.message, { cause: error });
+    default:
+      return error;
+  }
+}
