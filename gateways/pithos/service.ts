@@ -38,6 +38,11 @@ export function newFileMapName(): string {
 export interface PithosServiceOptions {
   engine: Engine;
   db: MetadataDatabase;
+  /**
+   * Told of a clean-up that failed after a version was stored (accepting its quota
+   * reservation, dropping the maps it replaced); by default a process warning.
+   */
+  onCleanupError?: (error: unknown, what: string) => void;
 }
 
 /** What a new version carries besides its data. */
@@ -59,9 +64,12 @@ export class PithosService {
   readonly engine: Engine;
   readonly db: MetadataDatabase;
 
+  readonly #onCleanupError: (error: unknown, what: string) => void;
+
   constructor(options: PithosServiceOptions) {
     this.engine = options.engine;
     this.db = options.db;
+    this.#onCleanupError = options.onCleanupError ?? ((error, what) => process.emitWarning(`okeanos pithos: ${what} failed after the version was stored: ${String(error)}`));
   }
 
   get blockSizeBytes(): number {
@@ -154,9 +162,24 @@ export class PithosService {
       await reservation.reject();
       throw error;
     }
-    await reservation.accept();
-    await this.dropMaps(result.unreferencedMaps);
+    // The version is stored and names its map: from here nothing may fail the call, or the
+    // caller would drop the map the version reads. A reservation left pending still counts
+    // (never under-charges; `okeanos quota pending` shows it); replaced maps are gc's.
+    await this.#afterStored(reservation, result.unreferencedMaps);
     return { object: result.object, version: result.version };
+  }
+
+  async #afterStored(reservation: { accept(): Promise<void> }, unreferencedMaps: readonly string[]): Promise<void> {
+    try {
+      await reservation.accept();
+    } catch (error) {
+      this.#onCleanupError(error, "accepting the quota reservation");
+    }
+    try {
+      await this.dropMaps(unreferencedMaps);
+    } catch (error) {
+      this.#onCleanupError(error, `dropping replaced maps ${unreferencedMaps.join(", ")}`);
+    }
   }
 
   /**

@@ -19,7 +19,7 @@ import type { ObjectStore } from "../../../engine/blocker/object-store.ts";
 import { Engine } from "../../../engine/engine.ts";
 import { hashPassword } from "../../../identity/password.ts";
 import { buildServer } from "../../../serve/server.ts";
-import { PithosService } from "../service.ts";
+import { PithosService, type PithosServiceOptions } from "../service.ts";
 import { diskspaceResource } from "../quota.ts";
 
 /** scrypt at 2^4: the same code path, microseconds instead of ~50 ms per login. */
@@ -45,6 +45,7 @@ export interface ServePithosOptions {
   hashAlgorithm?: HashAlgorithm;
   /** Wraps the file store (a counting or fault-injecting layer) before the engine opens it. */
   wrapStore?: (store: ObjectStore) => ObjectStore;
+  onCleanupError?: PithosServiceOptions["onCleanupError"];
 }
 
 export async function servePithos(db: MetadataDatabase, options: ServePithosOptions = {}): Promise<ServedPithos> {
@@ -55,7 +56,7 @@ export async function servePithos(db: MetadataDatabase, options: ServePithosOpti
     ...(options.blockSizeBytes !== undefined && { blockSizeBytes: options.blockSizeBytes }),
     ...(options.hashAlgorithm !== undefined && { hashAlgorithm: options.hashAlgorithm }),
   });
-  const service = new PithosService({ engine, db });
+  const service = new PithosService({ engine, db, ...(options.onCleanupError !== undefined && { onCleanupError: options.onCleanupError }) });
   const app = await buildServer({ db, pithos: service });
   await app.listen({ port: 0, host: "127.0.0.1" });
   const address = app.server.address();
