@@ -57,13 +57,38 @@ export function checkServerName(name: unknown): string {
 }
 
 /** Nova treats `name` as a regular expression; one that does not compile matches as text. */
+/**
+ * Longest `?name=` pattern we compile: server names are at most 255 characters, and a
+ * pattern longer than any name it could match is a mistake or an attack.
+ */
+export const namePatternLengthMax = 255;
+
+/**
+ * A group followed by a quantifier (`(a+)+`, `(x|xy){2,}`): the shape that makes a
+ * backtracking engine take exponential time. JavaScript's RegExp runs on the event loop, so
+ * such a pattern from a client could stall every request; it is matched as plain text instead.
+ */
+const quantifiedGroup = /\)[*+?{]/;
+/** Without nested groups, `a*a*a*…b` still costs n^k steps for k quantifiers: a few are plenty for a name filter. */
+const quantifiersMax = 8;
+
+/**
+ * Nova's `?name=` is a regular expression (`re.search`). Clients look up by exact name and
+ * filter the answer themselves (openstack-clients.md 3.3), so a pattern we will not compile
+ * (malformed, too long, or able to backtrack without bound) falls back to a substring match:
+ * every exact-name lookup still finds its server.
+ */
 export function nameMatcher(pattern: string): (name: string) => boolean {
-  try {
-    const regex = new RegExp(pattern);
-    return (name) => regex.test(name);
-  } catch {
-    return (name) => name.includes(pattern);
+  const quantifiers = pattern.match(/[*+?{]/g)?.length ?? 0;
+  if (pattern.length <= namePatternLengthMax && quantifiers <= quantifiersMax && !quantifiedGroup.test(pattern)) {
+    try {
+      const regex = new RegExp(pattern);
+      return (name) => regex.test(name);
+    } catch {
+      // not a JavaScript regular expression (e.g. `vm(1`): plain text below
+    }
   }
+  return (name) => name.includes(pattern);
 }
 
 export function serverNotFound(id: string): ComputeError {
