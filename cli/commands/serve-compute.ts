@@ -9,7 +9,7 @@
  */
 import { accessSync, constants } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { delimiter, join } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import type { ComputeService as ComputeServiceType } from "../../compute/service.ts";
 import type { MetadataDatabase } from "../../db/index.ts";
 import type { Engine } from "../../engine/engine.ts";
@@ -34,8 +34,9 @@ export function computeUnavailable(binary = qemuBinaryDefault): string | undefin
 
 /** Makes the compute directory (private: it holds VNC and QMP sockets) and says where things go. */
 export async function prepareComputeDir(dir: string): Promise<ComputeLayout> {
-  const layout = computeLayout(dir);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Absolute: QEMU daemonizes into `/`, and reconnects to the NBD socket by this path.
+  const layout = computeLayout(resolve(dir));
+  await mkdir(resolve(dir), { recursive: true, mode: 0o700 });
   await mkdir(layout.instancesDir, { recursive: true, mode: 0o700 });
   await mkdir(layout.serviceDir, { recursive: true, mode: 0o700 });
   return layout;

@@ -10,6 +10,7 @@
 import { Option, type Command } from "commander";
 import { applyServeConfig, applyServeEnvironment, readServeConfig } from "./serve-config.ts";
 import { randomBytes } from "node:crypto";
+import { resolve } from "node:path";
 import { createUser, ensureResources, listUsers, migrateToLatest, openDatabase, standardResources, type MetadataDatabase } from "../../db/index.ts";
 import { PithosService } from "../../gateways/pithos/index.ts";
 import { hashPassword } from "../../identity/password.ts";
@@ -180,7 +181,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     const logger = pino({ level: options.logLevel });
     try {
       if (layout !== undefined && nbd !== undefined) {
-        compute = await startCompute({ db, engine, nbd, nbdSocket: options.nbdSocket ?? layout.nbdSocket, layout, logger: logger.child({ service: "compute" }) });
+        compute = await startCompute({ db, engine, nbd, nbdSocket: resolve(options.nbdSocket ?? layout.nbdSocket), layout, logger: logger.child({ service: "compute" }) });
       }
     } catch (error) {
       await nbd?.close();
