@@ -118,7 +118,12 @@ export class Engine {
   }
 
   /** A new writable volume sharing every block of a snapshot or image: O(map), no data copied. */
-  async clone(sourceName: string, newName: string, options: { sizeBytes?: number } = {}): Promise<MapHeader> {
+  clone(sourceName: string, newName: string, options: { sizeBytes?: number } = {}): Promise<MapHeader> {
+    // The source's blocks stay referenced from reading it until the clone names them (mapper/gc.ts).
+    return this.maps.references.session(() => this.#clone(sourceName, newName, options));
+  }
+
+  async #clone(sourceName: string, newName: string, options: { sizeBytes?: number }): Promise<MapHeader> {
     const { header: source, entries } = await this.maps.loadMap(sourceName);
     if (!source.frozen) {
       throw new EngineError("ENOT_FROZEN", `${sourceName} is a writable volume; clone a snapshot of it instead`, { name: sourceName });
@@ -206,6 +211,7 @@ export class Engine {
   async close(): Promise<void> {
     try {
       await this.#hashPool.close();
+      await this.maps.references.close();
     } finally {
       await this.objects.close();
     }

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { blockHash, contentObjectName, merkleRoot, zeroBlockHash } from "./blocker/content.ts";
 import { FileObjectStore } from "./blocker/file.ts";
 import { MemoryObjectStore } from "./blocker/memory.ts";
-import type { LockHolder, ObjectLock, ObjectStat, ObjectStore, ReplaceOptions } from "./blocker/object-store.ts";
+import type { LockHolder, LockMode, ObjectLock, ObjectStat, ObjectStore, ReplaceOptions } from "./blocker/object-store.ts";
 import { Engine } from "./engine.ts";
 import { isEngineError, type EngineErrorCode } from "./errors.ts";
 import { fileReadAheadBlocks, fileWriteBlocksInFlight } from "./files.ts";
@@ -68,8 +68,8 @@ class CountingStore implements ObjectStore {
   barrier(): Promise<void> {
     return this.next.barrier();
   }
-  lock(name: string, owner: string, leaseMs: number): Promise<ObjectLock> {
-    return this.next.lock(name, owner, leaseMs);
+  lock(name: string, owner: string, leaseMs: number, mode?: LockMode): Promise<ObjectLock> {
+    return this.next.lock(name, owner, leaseMs, mode);
   }
   lockHolder(name: string): Promise<LockHolder | undefined> {
     return this.next.lockHolder(name);
@@ -270,6 +270,24 @@ describe.each<StoreKind>(["memory", "file"])("files on the %s store", (storeKind
     expect((await reader.read(0, data.length)).equals(data)).toBe(true);
     expect((await collect(reader.stream(0, data.length))).equals(data)).toBe(true);
     expect((await engine.writeFile("g", chunked(data, [4096]))).md5Hex).toBeUndefined();
+  });
+
+  it("writeFile's MD5 equals a one-shot MD5 and its block hashes blockHash's, for random data in random chunks (property)", async () => {
+    // 64 KiB blocks: not below inlineHashMaxBytes, so every block but a short last one goes to a thread.
+    await engine.close();
+    const bigBlockBytes = 64 * 1024;
+    engine = await newEngine(bigBlockBytes);
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 5 * bigBlockBytes + 10 }), fc.array(fc.integer({ min: 1, max: 3 * bigBlockBytes }), { minLength: 1, maxLength: 6 }), async (sizeBytes, chunkSizes) => {
+        const data = random(sizeBytes);
+        if (sizeBytes > bigBlockBytes) data.fill(0, bigBlockBytes - 100, bigBlockBytes); // a block with a NUL tail
+        const written = await engine.writeFile(`p${run++}`, chunked(data, chunkSizes), { computeMd5: true });
+        expect(written.md5Hex).toBe(createHash("md5").update(data).digest("hex"));
+        expect(written.hashes).toEqual(blocksOf(data, bigBlockBytes).map((block) => blockHash("sha256", block)));
+      }),
+      { numRuns: storeKind === "memory" ? 30 : 10 },
+    );
   });
 
   it("writeFile deduplicates: the same data twice stores no new block", async () => {

@@ -6,7 +6,8 @@
  *   createFile  hashes ──stat ≤32 in flight──► any missing? ──yes──► report them, name nothing
  *                                                   └─no──► name a frozen "file" map
  *   writeFile   source ──cut into blocks──► hash (HashPool) ──► b.<hash> (createExclusive)
- *                 ≤4 blocks in flight; then barrier ──► name the map
+ *                 ≤4 blocks in flight, their buffers reused; then barrier ──► name the map;
+ *                 the stream's MD5 (computeMd5) on the hashing thread of the upload
  *   copyFile    same entries under a new name: O(map), no block touched
  *   openFile    FileReader: read(range) and stream(range), ≤4 blocks read ahead
  *
@@ -14,11 +15,10 @@
  * reads past an object's end as zeros (object-store.ts contract, checked by conformance.ts
  * on every backend), so a stripped block reads back at its full length without padding here.
  */
-import { createHash, type Hash } from "node:crypto";
 import { Readable } from "node:stream";
 import { EngineError, isEngineError } from "./errors.ts";
 import { contentObjectName, hashLengthBytes, merkleRoot, zeroBlockHash, type HashAlgorithm, type PutBlockResult } from "./blocker/content.ts";
-import type { HashPool } from "./blocker/hash-pool.ts";
+import type { HashedBlock, HashPool, Md5Session } from "./blocker/hash-pool.ts";
 import { ioLengthMaxBytes } from "./blocker/object-store.ts";
 import { blockCount, mapEntriesMax, MapEntries } from "./mapper/entries.ts";
 import { validateVolumeName, type MapHeader } from "./mapper/headers.ts";
@@ -91,9 +91,12 @@ export async function createFile(maps: MapStore, name: string, sizeBytes: number
   validateVolumeName(name);
   const blockHashes = checkedHashmap(maps, sizeBytes, hashes);
   if (await maps.exists(name)) throw new EngineError("EEXISTS", `${name} already exists`, { name });
-  const missing = await missingBlocks(maps, blockHashes);
-  if (missing.length > 0) return { created: false, missing };
-  return { created: true, header: await nameFile(maps, name, sizeBytes, blockHashes) };
+  // From finding the blocks stored until the map names them: gc must not sweep them between (gc.ts).
+  return maps.references.session(async () => {
+    const missing = await missingBlocks(maps, blockHashes);
+    if (missing.length > 0) return { created: false, missing };
+    return { created: true, header: await nameFile(maps, name, sizeBytes, blockHashes) };
+  });
 }
 
 export async function fileHashmap(maps: MapStore, name: string): Promise<FileHashmap> {
@@ -110,6 +113,11 @@ export async function fileHashmap(maps: MapStore, name: string): Promise<FileHas
 
 /** A new "file" map naming the same blocks as `source` (a file, or a hashed snapshot or image). */
 export async function copyFile(maps: MapStore, source: string, dest: string): Promise<MapHeader> {
+  // The source's blocks stay referenced from reading it until the copy names them (gc.ts).
+  return maps.references.session(() => copyLoaded(maps, source, dest));
+}
+
+async function copyLoaded(maps: MapStore, source: string, dest: string): Promise<MapHeader> {
   const { header, entries } = await maps.loadMap(source);
   const hashes = contentHashes(maps, header, entries);
   const { header: copy } = await maps.createMap({
@@ -213,14 +221,22 @@ function contentHashes(maps: MapStore, header: MapHeader, entries: MapEntries): 
  * barrier (createFile and writeFile make one before naming a map).
  */
 export async function storeBlock(maps: MapStore, pool: HashPool, data: Uint8Array): Promise<PutBlockResult> {
+  return (await hashAndStore(maps, pool, data)).stored;
+}
+
+/** What hashes blocks: the pool, or an upload's MD5 session on it. */
+type BlockHasher = Pick<HashPool, "hashBlock">;
+
+/** storeBlock, also giving back the block's memory (`data`'s, or the view that replaced it). */
+async function hashAndStore(maps: MapStore, hasher: BlockHasher, data: Uint8Array): Promise<{ stored: PutBlockResult; memory: Buffer }> {
   if (data.length > maps.blockSizeBytes) {
     throw new EngineError("EINVALID", `a block has at most ${maps.blockSizeBytes} bytes, not ${data.length}`);
   }
-  const hashed = await pool.hashBlock(maps.header.hashAlgorithm, data);
-  if (hashed.strippedBytes === 0) return { hash: hashed.hash, zero: true, created: false };
+  const hashed: HashedBlock = await hasher.hashBlock(maps.header.hashAlgorithm, data);
+  if (hashed.strippedBytes === 0) return { stored: { hash: hashed.hash, zero: true, created: false }, memory: hashed.data };
   // createExclusive: an existing block has the same content by construction; never rewrite it.
   const created = await maps.objects.createExclusive(contentObjectName(hashed.hash), hashed.data.subarray(0, hashed.strippedBytes));
-  return { hash: hashed.hash, zero: false, created };
+  return { stored: { hash: hashed.hash, zero: false, created }, memory: hashed.data };
 }
 
 export async function writeFile(
@@ -236,6 +252,11 @@ export async function writeFile(
   // Before reading a byte: a taken name must not cost the client its whole upload.
   if (await maps.exists(name)) throw new EngineError("EEXISTS", `${name} already exists`, { name });
   options.signal?.throwIfAborted();
+  // From the first block found stored (dedup) until the map names it: gc must not sweep it between (gc.ts).
+  return maps.references.session(() => writeBlocks(maps, pool, name, source, maxBytes, options));
+}
+
+async function writeBlocks(maps: MapStore, pool: HashPool, name: string, source: AsyncIterable<Uint8Array>, maxBytes: number, options: WriteFileOptions): Promise<WriteFileResult> {
   const writer = new BlockWriter(maps, pool, Math.min(maxBytes, fileSizeMaxBytes(maps.blockSizeBytes)), options);
   try {
     for await (const chunk of source) {
@@ -246,29 +267,37 @@ export async function writeFile(
   } catch (error) {
     // No store of ours may still run when we return; what was stored is left for gc.
     await writer.settle();
+    writer.discardMd5();
     throw error;
   }
+  const md5Hex = await writer.md5Hex();
   // The blocks are durable before the map that names them (createMap's barrier comes
   // after the map is written, so this one is what orders blocks before entries).
   await maps.objects.barrier();
   const header = await nameFile(maps, name, writer.sizeBytes, writer.hashes);
-  return { header, sizeBytes: writer.sizeBytes, md5Hex: writer.md5Hex(), hashes: writer.hashes, storedBlocks: writer.storedBlocks };
+  return { header, sizeBytes: writer.sizeBytes, md5Hex, hashes: writer.hashes, storedBlocks: writer.storedBlocks };
 }
 
 /**
  * Cuts a byte stream into blocks and stores them, at most fileWriteBlocksInFlight at once.
  * add() returns only when the next block has a slot, so the caller pulls no further ahead:
  * memory stays at the blocks in flight plus the one being filled plus one source chunk.
+ * A stored block's buffer is filled again (fresh 4 MiB buffers cost a page fault per
+ * 4 KiB page when first written): the store has copied it or is done with it once
+ * createExclusive returns. With computeMd5 the blocks go through one MD5 session
+ * (hash-pool.ts), whose thread sees them in order, so the MD5 never runs on the event loop.
  */
 class BlockWriter {
   readonly hashes: Buffer[] = [];
   sizeBytes = 0;
   storedBlocks = 0;
   readonly #maps: MapStore;
-  readonly #pool: HashPool;
   readonly #maxBytes: number;
   readonly #options: WriteFileOptions;
-  readonly #md5: Hash | undefined;
+  readonly #md5: Md5Session | undefined;
+  readonly #hasher: BlockHasher;
+  /** Whole-block buffers free to fill again: at most the blocks in flight plus the one being filled. */
+  readonly #free: Buffer[] = [];
   readonly #inFlight = new Set<Promise<void>>();
   #failure: { error: unknown } | undefined;
   #block: Buffer | undefined;
@@ -277,10 +306,10 @@ class BlockWriter {
 
   constructor(maps: MapStore, pool: HashPool, maxBytes: number, options: WriteFileOptions) {
     this.#maps = maps;
-    this.#pool = pool;
     this.#maxBytes = maxBytes;
     this.#options = options;
-    this.#md5 = options.computeMd5 === true ? createHash("md5") : undefined;
+    this.#md5 = options.computeMd5 === true ? pool.md5Session() : undefined;
+    this.#hasher = this.#md5 ?? pool;
   }
 
   async add(chunk: Uint8Array): Promise<void> {
@@ -288,11 +317,10 @@ class BlockWriter {
       throw new EngineError("EINVALID", `the data exceeds the limit of ${this.#maxBytes} bytes`, { maxBytes: this.#maxBytes });
     }
     this.sizeBytes += chunk.length;
-    this.#md5?.update(chunk);
     const blockSizeBytes = this.#maps.blockSizeBytes;
     for (let offset = 0; offset < chunk.length; ) {
       // A block of its own (not a slice of Node's shared pool), so the pool can move it to a thread.
-      this.#block ??= Buffer.allocUnsafeSlow(blockSizeBytes);
+      this.#block ??= this.#free.pop() ?? Buffer.allocUnsafeSlow(blockSizeBytes);
       const copiedBytes = Math.min(blockSizeBytes - this.#filledBytes, chunk.length - offset);
       this.#block.set(chunk.subarray(offset, offset + copiedBytes), this.#filledBytes);
       this.#filledBytes += copiedBytes;
@@ -313,8 +341,14 @@ class BlockWriter {
     await Promise.all(this.#inFlight);
   }
 
-  md5Hex(): string | undefined {
-    return this.#md5?.digest("hex");
+  /** The stream's MD5 (after end()). */
+  async md5Hex(): Promise<string | undefined> {
+    return this.#md5?.md5Hex();
+  }
+
+  /** After a failure: lets the hashing thread forget the MD5 state (the digest is dropped). */
+  discardMd5(): void {
+    void this.#md5?.md5Hex().catch(() => undefined);
   }
 
   async #dispatch(): Promise<void> {
@@ -336,10 +370,18 @@ class BlockWriter {
   }
 
   async #store(index: number, block: Buffer): Promise<void> {
-    const stored = await storeBlock(this.#maps, this.#pool, block);
+    const { stored, memory } = await hashAndStore(this.#maps, this.#hasher, block);
     this.hashes[index] = stored.hash;
     if (stored.created) this.storedBlocks++;
+    this.#recycle(memory);
     this.#options.onBlock?.({ index, stored: stored.created });
+  }
+
+  /** Keeps a block's buffer for the next block if it is a whole block of its own (the short last block's copy is not). */
+  #recycle(memory: Buffer): void {
+    const whole = memory.buffer;
+    if (!(whole instanceof ArrayBuffer) || whole.byteLength !== this.#maps.blockSizeBytes) return;
+    if (this.#free.length < fileWriteBlocksInFlight + 1) this.#free.push(Buffer.from(whole));
   }
 }
 

@@ -15,7 +15,7 @@
 import { LRUCache } from "lru-cache";
 import { EngineError } from "../errors.ts";
 import { contentObjectPrefix } from "./content.ts";
-import { ObjectStoreBase, type LockHolder, type ObjectLock, type ObjectStat, type ObjectStore, type StoreCapabilities } from "./object-store.ts";
+import { ObjectStoreBase, type LockHolder, type LockMode, type ObjectLock, type ObjectStat, type ObjectStore, type StoreCapabilities } from "./object-store.ts";
 
 /**
  * Default byte budget: 256 MiB holds 64 blocks of 4 MiB (the default block size), enough
@@ -154,8 +154,8 @@ export class CachedObjectStore extends ObjectStoreBase {
     await this.next.barrier();
   }
 
-  protected async _lock(name: string, owner: string, leaseMs: number): Promise<ObjectLock> {
-    return this.next.lock(name, owner, leaseMs);
+  protected async _lock(name: string, owner: string, leaseMs: number, mode: LockMode): Promise<ObjectLock> {
+    return this.next.lock(name, owner, leaseMs, mode);
   }
 
   protected async _lockHolder(name: string): Promise<LockHolder | undefined> {

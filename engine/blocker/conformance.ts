@@ -320,6 +320,30 @@ export function describeObjectStoreConformance(label: string, makeStore: () => P
       it("lockHolder of a lock never taken is undefined", async () => {
         expect(await store.lockHolder("l.never")).toBeUndefined();
       });
+
+      it("shared holds coexist and exclude an exclusive one, which excludes them in turn", async () => {
+        const first = await store.lock("l.s", "reader 1", 30_000, "shared");
+        const second = await store.lock("l.s", "reader 2", 30_000, "shared");
+        await expectCode(store.lock("l.s", "writer", 30_000), "EVOLUME_LOCKED");
+        await first.renew();
+        await first.release();
+        await expectCode(store.lock("l.s", "writer", 30_000, "exclusive"), "EVOLUME_LOCKED");
+        await second.release();
+        await expectCode(second.renew(), "EVOLUME_LOCKED");
+        const writer = await store.lock("l.s", "writer", 30_000, "exclusive");
+        const refused: unknown = await store.lock("l.s", "reader 3", 30_000, "shared").catch((error: unknown) => error);
+        expect(isEngineError(refused, "EVOLUME_LOCKED")).toBe(true);
+        expect(isEngineError(refused) && refused.details.holder).toMatchObject({ owner: "writer" });
+        await writer.release();
+        const third = await store.lock("l.s", "reader 3", 30_000, "shared");
+        await third.release();
+        const again = await store.lock("l.s", "writer again", 30_000);
+        await again.release();
+      });
+
+      it("refuses an unknown lock mode", async () => {
+        await expectCode(store.lock("l.m", "o", 30_000, "both" as "shared"), "EINVALID");
+      });
     });
 
     describe("validation", () => {

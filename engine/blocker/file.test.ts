@@ -168,4 +168,20 @@ describe("FileObjectStore", () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     }
   });
+
+  it("a shared lock excludes an exclusive one in another process, not a shared one, and dies with its holder", async () => {
+    const child = spawnStoreChild(dir, `await store.lock("l.refs", "child reader", 30000, "shared");\nconsole.log("locked");\nsetInterval(() => {}, 1000);`);
+    try {
+      expect(await firstLine(child)).toBe("locked");
+      await expect(store.lock("l.refs", "parent writer", 30_000)).rejects.toMatchObject({ code: "EVOLUME_LOCKED" });
+      const reader = await store.lock("l.refs", "parent reader", 30_000, "shared");
+      await reader.release();
+      child.kill("SIGKILL");
+      await exited(child);
+      const writer = await store.lock("l.refs", "parent writer", 30_000);
+      await writer.release();
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  });
 });

@@ -38,7 +38,7 @@ import {
   writeTemporary,
 } from "./file-io.ts";
 import { acquireFlock, probeFlockHolder } from "./flock.ts";
-import { ObjectStoreBase, type LockHolder, type ObjectLock, type ObjectStat, type StoreCapabilities } from "./object-store.ts";
+import { ObjectStoreBase, type LockHolder, type LockMode, type ObjectLock, type ObjectStat, type StoreCapabilities } from "./object-store.ts";
 
 /**
  * Open handles kept: a quarter of the process's soft RLIMIT_NOFILE (Node raises the soft
@@ -272,9 +272,9 @@ export class FileObjectStore extends ObjectStoreBase {
     await barrier;
   }
 
-  protected async _lock(name: string, owner: string, _leaseMs: number): Promise<ObjectLock> {
+  protected async _lock(name: string, owner: string, _leaseMs: number, mode: LockMode): Promise<ObjectLock> {
     // flock needs no lease: the kernel drops it when we die (see flock.ts).
-    return this.#run(`lock ${name}`, () => acquireFlock(join(this.#layout.locksDir, name), name, owner));
+    return this.#run(`lock ${name}`, () => acquireFlock(join(this.#layout.locksDir, name), name, owner, mode));
   }
 
   protected async _lockHolder(name: string): Promise<LockHolder | undefined> {

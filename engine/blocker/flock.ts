@@ -8,8 +8,10 @@
  * A second open of the same file (another process, or this one) gets its own open file
  * description, which conflicts: the lock excludes callers in this process too.
  *
- * The lock file holds a JSON holder record, written after acquiring, read by whoever is
- * refused. The file is never deleted: deleting it would let a newcomer lock a fresh inode
+ * The lock file holds a JSON holder record, written after acquiring an exclusive lock, read
+ * by whoever is refused. A shared lock (LOCK_SH, for many holders at once) writes none:
+ * its holders would overwrite each other's; a refused exclusive caller then names
+ * "shared holders" instead. The file is never deleted: deleting it would let a newcomer lock a fresh inode
  * while the old holder still locks the unlinked one.
  */
 import { spawn } from "node:child_process";
@@ -18,7 +20,7 @@ import { open, stat, type FileHandle } from "node:fs/promises";
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { EngineError } from "../errors.ts";
-import type { LockHolder, ObjectLock } from "./object-store.ts";
+import type { LockHolder, LockMode, ObjectLock } from "./object-store.ts";
 
 /** Exit status we ask flock(1) to use for "held by someone else", distinct from its error statuses (64+, sysexits.h). */
 const flockBusyExitCode = 75;
@@ -38,15 +40,14 @@ const holderRecordMaxBytes = 4096;
 const lockBusyAttempts = 3;
 const lockBusyRetryMs = 25;
 
-type FlockMode = "exclusive" | "shared";
-
 /** Takes the lock at `path` for `owner`, or throws EVOLUME_LOCKED naming the holder. */
-export async function acquireFlock(path: string, name: string, owner: string): Promise<ObjectLock> {
+export async function acquireFlock(path: string, name: string, owner: string, mode: LockMode = "exclusive"): Promise<ObjectLock> {
   for (let attempt = 1; ; attempt++) {
     const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
     try {
-      if ((await runFlock(handle, "exclusive")) === "acquired") return await FlockLock.start(handle, path, name, owner);
-      if (attempt >= lockBusyAttempts) throw lockedError(name, await readHolder(handle));
+      if ((await runFlock(handle, mode)) === "acquired") return await FlockLock.start(handle, path, name, owner, mode);
+      // An exclusive holder left its record; shared holders write none (a stale record may be there).
+      if (attempt >= lockBusyAttempts) throw lockedError(name, await readHolder(handle), mode);
     } catch (error) {
       await handle.close();
       throw error;
@@ -87,12 +88,14 @@ class FlockLock implements ObjectLock {
     this.holder = holder;
   }
 
-  static async start(handle: FileHandle, path: string, name: string, owner: string): Promise<FlockLock> {
+  static async start(handle: FileHandle, path: string, name: string, owner: string, mode: LockMode): Promise<FlockLock> {
     const holder: LockHolder = { owner, host: hostname(), pid: process.pid, acquiredAtMs: Date.now() };
-    const record = Buffer.from(`${JSON.stringify(holder)}\n`);
-    await handle.truncate(0);
-    await handle.write(record, 0, record.length, 0);
-    await handle.datasync();
+    if (mode === "exclusive") {
+      const record = Buffer.from(`${JSON.stringify(holder)}\n`);
+      await handle.truncate(0);
+      await handle.write(record, 0, record.length, 0);
+      await handle.datasync();
+    }
     const lock = new FlockLock(handle, path, name, holder);
     await lock.renew();
     return lock;
@@ -121,7 +124,7 @@ class FlockLock implements ObjectLock {
 }
 
 /** Runs `flock --nonblock` on our open file description (the child's fd 3). */
-function runFlock(handle: FileHandle, mode: FlockMode): Promise<"acquired" | "busy"> {
+function runFlock(handle: FileHandle, mode: LockMode): Promise<"acquired" | "busy"> {
   const args = [`--${mode}`, "--nonblock", "--conflict-exit-code", String(flockBusyExitCode), "3"];
   return new Promise((resolve, reject) => {
     const child = spawn("flock", args, { stdio: ["ignore", "ignore", "pipe", handle.fd] });
@@ -158,10 +161,19 @@ function unknownHolder(): LockHolder {
   return { owner: "unknown", host: "unknown", pid: 0, acquiredAtMs: 0 };
 }
 
-function lockedError(name: string, holder: LockHolder | undefined): EngineError {
+function lockedError(name: string, holder: LockHolder | undefined, mode: LockMode): EngineError {
+  if (mode === "shared") {
+    // Only an exclusive hold refuses a shared one, and exclusive holders leave their record.
+    return new EngineError("EVOLUME_LOCKED", `${name} is locked exclusively by ${holder === undefined ? "another process" : describeHolder(holder)}`, {
+      holder: holder ?? unknownHolder(),
+    });
+  }
   if (holder === undefined) {
     return new EngineError("EVOLUME_LOCKED", `${name} is locked by another process (its holder record is unreadable)`, { holder: unknownHolder() });
   }
-  const since = new Date(holder.acquiredAtMs).toISOString();
-  return new EngineError("EVOLUME_LOCKED", `${name} is locked by ${holder.owner} (pid ${holder.pid} on ${holder.host}, since ${since})`, { holder });
+  return new EngineError("EVOLUME_LOCKED", `${name} is locked by ${describeHolder(holder)}`, { holder });
+}
+
+function describeHolder(holder: LockHolder): string {
+  return `${holder.owner} (pid ${holder.pid} on ${holder.host}, since ${new Date(holder.acquiredAtMs).toISOString()})`;
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { randomFillSync } from "node:crypto";
+import { createHash, randomFillSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -106,6 +106,48 @@ describe("HashPool", () => {
     expect(outcomes).toContain("closed");
     await expect(hashing.hashBlock("sha256", Buffer.alloc(10))).rejects.toSatisfy((error) => isEngineError(error, "ECLOSED"));
     await hashing.close(); // idempotent
+  });
+
+  it("an MD5 session hashes blocks as hashBlock does and its MD5 equals a one-shot MD5 (property), many sessions at once", async () => {
+    const threaded = pool({ size: 2, inlineHashMaxBytes: 1024 });
+    const sessionBlocks = fc.array(fc.integer({ min: 0, max: 96 * 1024 }), { minLength: 0, maxLength: 8 }).map((sizes) =>
+      sizes.map((size) => randomFillSync(Buffer.allocUnsafeSlow(size))),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(sessionBlocks, { minLength: 1, maxLength: 4 }), fc.constantFrom(...hashAlgorithms), async (streams, algorithm) => {
+        // Sessions interleaved with each other and with session-less requests, all in flight at once.
+        const runs = streams.map(async (blocksOfStream) => {
+          const session = threaded.md5Session();
+          const copies = blocksOfStream.map((block) => Buffer.from(block));
+          const hashed = await Promise.all(blocksOfStream.map((block) => session.hashBlock(algorithm, block)));
+          hashed.forEach((result, index) => {
+            expect(result.hash.equals(blockHash(algorithm, copies[index] as Buffer))).toBe(true);
+            expect(result.data.equals(copies[index] as Buffer)).toBe(true);
+          });
+          expect(await session.md5Hex()).toBe(createHash("md5").update(Buffer.concat(copies)).digest("hex"));
+        });
+        const loose = threaded.hashBlock(algorithm, randomFillSync(Buffer.alloc(70 * 1024)));
+        await Promise.all([...runs, loose]);
+      }),
+      { numRuns: 40 },
+    );
+    expect(threaded.threadCount).toBe(2);
+  });
+
+  it("an MD5 session whose first block is small stays inline; one that reached a thread fails if it dies", async () => {
+    const hashing = pool({ size: 1, inlineHashMaxBytes: 4096 });
+    const small = hashing.md5Session();
+    await small.hashBlock("sha256", Buffer.from("abc"));
+    await small.hashBlock("sha256", Buffer.alloc(8192, 1));
+    expect(hashing.threadCount).toBe(0);
+    expect(await small.md5Hex()).toBe(createHash("md5").update("abc").update(Buffer.alloc(8192, 1)).digest("hex"));
+    expect(await hashing.md5Session().md5Hex()).toBe(createHash("md5").digest("hex")); // no blocks: MD5 of nothing
+
+    const large = hashing.md5Session();
+    await large.hashBlock("sha256", Buffer.alloc(8192, 2));
+    expect(hashing.threadCount).toBe(1);
+    await hashing.close();
+    await expect(large.md5Hex()).rejects.toSatisfy((error) => isEngineError(error, "ECLOSED"));
   });
 
   it("never keeps the process alive: a script that does not close its pool exits", () => {

@@ -4,7 +4,7 @@
  */
 import { hostname } from "node:os";
 import { EngineError } from "../errors.ts";
-import { ObjectStoreBase, type LockHolder, type ObjectLock, type ObjectStat, type StoreCapabilities } from "./object-store.ts";
+import { ObjectStoreBase, type LockHolder, type LockMode, type ObjectLock, type ObjectStat, type StoreCapabilities } from "./object-store.ts";
 
 interface MemoryObject {
   data: Buffer;
@@ -15,7 +15,10 @@ export class MemoryObjectStore extends ObjectStoreBase {
   readonly capabilities: StoreCapabilities = { persistent: false, serverSideCopy: true, crossProcessLocks: false };
   readonly uri: string;
   readonly #objects = new Map<string, MemoryObject>();
+  /** Exclusive holders by lock name. */
   readonly #locks = new Map<string, LockHolder>();
+  /** Shared holders by lock name (an empty set: none). */
+  readonly #sharedLocks = new Map<string, Set<LockHolder>>();
 
   constructor(label = "memory") {
     super();
@@ -80,12 +83,28 @@ export class MemoryObjectStore extends ObjectStoreBase {
 
   protected async _barrier(): Promise<void> {}
 
-  protected async _lock(name: string, owner: string, _leaseMs: number): Promise<ObjectLock> {
+  protected async _lock(name: string, owner: string, _leaseMs: number, mode: LockMode): Promise<ObjectLock> {
     const existing = this.#locks.get(name);
+    const shared = this.#sharedLocks.get(name) ?? new Set<LockHolder>();
     if (existing !== undefined) {
       throw new EngineError("EVOLUME_LOCKED", `${name} is locked by ${existing.owner} (pid ${existing.pid} on ${existing.host})`, { holder: existing });
     }
     const holder: LockHolder = { owner, host: hostname(), pid: process.pid, acquiredAtMs: Date.now() };
+    if (mode === "shared") {
+      shared.add(holder);
+      this.#sharedLocks.set(name, shared);
+      return {
+        name,
+        holder,
+        async renew() {
+          if (!shared.has(holder)) throw new EngineError("EVOLUME_LOCKED", `lock ${name} was lost`);
+        },
+        async release() {
+          shared.delete(holder);
+        },
+      };
+    }
+    if (shared.size > 0) throw new EngineError("EVOLUME_LOCKED", `${name} is held shared by ${shared.size} holder(s)`, { holder: [...shared][0] });
     this.#locks.set(name, holder);
     const locks = this.#locks;
     return {

@@ -15,7 +15,10 @@
  * - copy replaces `target` with the content of `source`.
  * - barrier makes every write acknowledged before it durable (fdatasync / RADOS ack).
  * - lock is exclusive between processes, names its holder when refused, and is
- *   released when the holder dies (file: flock; rados: lease expiry).
+ *   released when the holder dies (file: flock; rados: lease expiry). A lock taken in
+ *   "shared" mode coexists with other shared holds of the same name and excludes every
+ *   exclusive one (file: flock LOCK_SH; rados: cls_lock LOCK_SHARED); a shared hold
+ *   writes no holder record, so lockHolder names only exclusive holders.
  */
 import { EngineError } from "../errors.ts";
 
@@ -51,6 +54,9 @@ export interface ObjectLock {
   release(): Promise<void>;
 }
 
+/** exclusive: one holder; shared: any number of shared holders and no exclusive one. */
+export type LockMode = "exclusive" | "shared";
+
 /** How writeFull and copy replace an object. */
 export interface ReplaceOptions {
   /**
@@ -80,7 +86,8 @@ export interface ObjectStore {
   /** Names starting with `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<string>;
   barrier(): Promise<void>;
-  lock(name: string, owner: string, leaseMs: number): Promise<ObjectLock>;
+  /** Never waits: a conflicting hold is EVOLUME_LOCKED at once (store-lock.ts waits and retries). */
+  lock(name: string, owner: string, leaseMs: number, mode?: LockMode): Promise<ObjectLock>;
   /** The current holder of a lock, if any (for error messages and `volume info`). */
   lockHolder(name: string): Promise<LockHolder | undefined>;
   /**
@@ -189,11 +196,12 @@ export abstract class ObjectStoreBase implements ObjectStore {
     await this._barrier();
   }
 
-  async lock(name: string, owner: string, leaseMs: number): Promise<ObjectLock> {
+  async lock(name: string, owner: string, leaseMs: number, mode: LockMode = "exclusive"): Promise<ObjectLock> {
     this.#assertOpen();
     assertObjectName(name);
     if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new EngineError("EINVALID", `invalid lease ${leaseMs} ms`);
-    return this._lock(name, owner, leaseMs);
+    if (mode !== "exclusive" && mode !== "shared") throw new EngineError("EINVALID", `invalid lock mode ${String(mode)}`);
+    return this._lock(name, owner, leaseMs, mode);
   }
 
   async lockHolder(name: string): Promise<LockHolder | undefined> {
@@ -222,7 +230,7 @@ export abstract class ObjectStoreBase implements ObjectStore {
   protected abstract _remove(name: string): Promise<boolean>;
   protected abstract _list(prefix: string): AsyncIterable<string>;
   protected abstract _barrier(): Promise<void>;
-  protected abstract _lock(name: string, owner: string, leaseMs: number): Promise<ObjectLock>;
+  protected abstract _lock(name: string, owner: string, leaseMs: number, mode: LockMode): Promise<ObjectLock>;
   protected abstract _lockHolder(name: string): Promise<LockHolder | undefined>;
   protected abstract _close(): Promise<void>;
 }

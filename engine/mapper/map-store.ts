@@ -5,12 +5,16 @@
  * directory entry is created, and the directory entry is removed (durably) *before* its
  * map objects; so a name never points at a missing map. A crash in between leaves an
  * unnamed map, which gc removes after its grace period.
+ *
+ * gc rules (gc.ts): createMap runs as a reference session and pins the new map; lockMap
+ * pins the map it locked, so a gc under way re-reads it (references.ts).
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { EngineError, isEngineError } from "../errors.ts";
 import type { ObjectLock, ObjectStore } from "../blocker/object-store.ts";
 import type { HashAlgorithm } from "../blocker/content.ts";
 import { blockCount, entrySizeBytes, MapEntries } from "./entries.ts";
+import { ReferenceGate, type ReferenceSession } from "./references.ts";
 import {
   blockSizeDefaultBytes,
   decodeDirectoryEntry,
@@ -60,10 +64,13 @@ export interface NewMap {
 export class MapStore {
   readonly objects: ObjectStore;
   readonly header: StoreHeader;
+  /** Keeps gc from sweeping blocks that maps being made reference (references.ts, gc.ts). */
+  readonly references: ReferenceGate;
 
   private constructor(objects: ObjectStore, header: StoreHeader) {
     this.objects = objects;
     this.header = header;
+    this.references = new ReferenceGate(objects);
   }
 
   static async init(objects: ObjectStore, options: { blockSizeBytes?: number; hashAlgorithm?: HashAlgorithm } = {}): Promise<MapStore> {
@@ -169,8 +176,15 @@ export class MapStore {
     await this.#writeLarge(object, first * entrySizeBytes, entries.raw(first, n));
   }
 
-  /** Creates a map and names it; durable on return. */
+  /**
+   * Creates a map and names it; durable on return. A reference session (nested in the
+   * caller's, which must span from looking at the blocks or source map to here).
+   */
   async createMap(spec: NewMap): Promise<LoadedMap> {
+    return this.references.session((session) => this.#createMap(spec, session));
+  }
+
+  async #createMap(spec: NewMap, session: ReferenceSession): Promise<LoadedMap> {
     validateVolumeName(spec.name);
     if (!Number.isSafeInteger(spec.sizeBytes) || spec.sizeBytes < 0) throw new EngineError("EINVALID", `invalid size ${spec.sizeBytes}`);
     if (await this.exists(spec.name)) throw new EngineError("EEXISTS", `${spec.name} already exists`, { name: spec.name });
@@ -190,6 +204,7 @@ export class MapStore {
       createdAtMs: Date.now(),
       contentHash: spec.contentHash ?? null,
     };
+    await session.pin(header.mapId);
     if (spec.entries !== undefined) await this.writeEntries(header.mapId, entries, 0, count);
     await this.writeHeader(header);
     await this.objects.barrier();
@@ -214,10 +229,14 @@ export class MapStore {
     return `l.${mapId}`;
   }
 
-  /** Takes a map's exclusive writer lock; EVOLUME_LOCKED names the holder. */
+  /**
+   * Takes a map's exclusive writer lock; EVOLUME_LOCKED names the holder. The map is pinned
+   * for a gc under way: whatever the holder makes it reference, gc re-reads it (gc.ts).
+   */
   async lockMap(header: MapHeader, owner: string): Promise<ObjectLock> {
+    let lock: ObjectLock;
     try {
-      return await this.objects.lock(this.lockObject(header.mapId), owner, volumeLeaseMs);
+      lock = await this.objects.lock(this.lockObject(header.mapId), owner, volumeLeaseMs);
     } catch (error) {
       if (isEngineError(error, "EVOLUME_LOCKED")) {
         const holder = error.details["holder"] as { owner?: string; pid?: number; host?: string } | undefined;
@@ -226,6 +245,13 @@ export class MapStore {
       }
       throw error;
     }
+    try {
+      await this.references.session((session) => session.pin(header.mapId));
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+    return lock;
   }
 
   async #readSmall(object: string): Promise<Buffer | undefined> {

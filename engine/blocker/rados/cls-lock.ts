@@ -17,8 +17,9 @@
  */
 
 export const lockClass = "lock";
-/** ClsLockType: LOCK_EXCLUSIVE. */
+/** ClsLockType: LOCK_EXCLUSIVE, LOCK_SHARED (src/cls/lock/cls_lock_types.h). */
 const lockTypeExclusive = 1;
+const lockTypeShared = 2;
 /** LIBRADOS_LOCK_FLAG_MUST_RENEW: renew our own lock, fail with ENOENT if we no longer hold it. */
 export const lockFlagMustRenew = 2;
 
@@ -134,12 +135,14 @@ export interface LockRequest {
   description: string;
   durationMs: number;
   flags: number;
+  /** Shared lockers coexist (with the same tag, "" here); exclusive is the default. */
+  shared?: boolean;
 }
 
 export function encodeLock(request: LockRequest): Buffer {
   return new Encoder()
     .struct((fields) =>
-      fields.string(request.name).u8(lockTypeExclusive).string(request.cookie).string("").string(request.description).utime(request.durationMs).u8(request.flags),
+      fields.string(request.name).u8(request.shared === true ? lockTypeShared : lockTypeExclusive).string(request.cookie).string("").string(request.description).utime(request.durationMs).u8(request.flags),
     )
     .finish();
 }

@@ -12,6 +12,10 @@
  *   lease has run out (the class drops expired lockers) — the lock is then lost for good.
  * - release: [cls unlock, remove] — removes the object only if we still held the lock, and
  *   leaves nothing behind (lock objects are not in the listing index, so gc never sees them).
+ * - shared mode (the store-wide reference lock, engine/blocker/store-lock.ts): cls_lock
+ *   LOCK_SHARED, no record written (its holders would overwrite each other's), released by
+ *   unlock alone (removing the object would drop the other shared holders' locks with it),
+ *   never fenced. Exclusive is refused while any shared locker's lease runs, and the reverse.
  * - fencing: if a lock object with a record was there when we took the lock, its holder's
  *   lease ran out without a release (it died, or it hangs and may wake up). Before lock() returns, that holder's
  *   RADOS client is blocklisted, so the OSDs refuse every op it still sends — it cannot
@@ -21,7 +25,7 @@
  */
 import { hostname } from "node:os";
 import { EngineError } from "../../errors.ts";
-import type { LockHolder, ObjectLock } from "../object-store.ts";
+import type { LockHolder, LockMode, ObjectLock } from "../object-store.ts";
 import { decodeGetInfoReply, encodeBreakLock, encodeGetInfo, encodeLock, encodeUnlock, lockClass, lockFlagMustRenew, type Locker } from "./cls-lock.ts";
 import type { InFlightLimiter } from "./in-flight.ts";
 import { isRadosError, type RadosCluster, type RadosPool } from "./native.ts";
@@ -57,25 +61,22 @@ export function lockObject(name: string): string {
   return `+lock.${name}`;
 }
 
-export async function acquireLeaseLock(context: LockContext, name: string, owner: string, leaseMs: number): Promise<ObjectLock> {
+export async function acquireLeaseLock(context: LockContext, name: string, owner: string, leaseMs: number, mode: LockMode = "exclusive"): Promise<ObjectLock> {
   const object = lockObject(name);
   const cookie = crypto.randomUUID();
   const holder: HolderRecord = { owner, host: hostname(), pid: process.pid, acquiredAtMs: Date.now(), address: context.cluster.address() };
   const description = JSON.stringify(holder);
-  const previous = await readRecord(context, object);
+  const shared = mode === "shared";
+  const previous = shared ? undefined : await readRecord(context, object);
+  const lockOp = ["exec", lockClass, "lock", encodeLock({ name: clsLockName, cookie, description, durationMs: leaseMs, flags: 0, shared })] as const;
   try {
-    await run(context, () =>
-      context.pool.writeOp(object, [
-        ["exec", lockClass, "lock", encodeLock({ name: clsLockName, cookie, description, durationMs: leaseMs, flags: 0 })],
-        ["writeFull", Buffer.from(description)],
-      ]),
-    );
+    await run(context, () => context.pool.writeOp(object, shared ? [lockOp] : [lockOp, ["writeFull", Buffer.from(description)]]));
   } catch (error) {
     if (!isRadosError(error, ebusy)) throw error;
     const current = await readLockHolder(context, name);
     throw lockedError(name, current);
   }
-  const lock = new LeaseLock(context, name, holder, cookie, description, leaseMs);
+  const lock = new LeaseLock(context, name, holder, cookie, description, leaseMs, shared);
   if (previous !== undefined) {
     try {
       await fence(context, previous);
@@ -154,11 +155,12 @@ class LeaseLock implements ObjectLock {
   readonly #cookie: string;
   readonly #description: string;
   readonly #leaseMs: number;
+  readonly #shared: boolean;
   #timer: NodeJS.Timeout | undefined;
   /** Why the lock is gone (released, or a renewal failed); set once, never cleared. */
   #lost: EngineError | undefined;
 
-  constructor(context: LockContext, name: string, holder: HolderRecord, cookie: string, description: string, leaseMs: number) {
+  constructor(context: LockContext, name: string, holder: HolderRecord, cookie: string, description: string, leaseMs: number, shared: boolean) {
     this.#context = context;
     this.name = name;
     const { address: _address, ...visible } = holder;
@@ -166,6 +168,7 @@ class LeaseLock implements ObjectLock {
     this.#cookie = cookie;
     this.#description = description;
     this.#leaseMs = leaseMs;
+    this.#shared = shared;
   }
 
   /** Renews every leaseMs/3: two renewals can fail or be late before the lease runs out. */
@@ -177,7 +180,7 @@ class LeaseLock implements ObjectLock {
 
   async renew(): Promise<void> {
     if (this.#lost !== undefined) throw this.#lost;
-    const request = { name: clsLockName, cookie: this.#cookie, description: this.#description, durationMs: this.#leaseMs, flags: lockFlagMustRenew };
+    const request = { name: clsLockName, cookie: this.#cookie, description: this.#description, durationMs: this.#leaseMs, flags: lockFlagMustRenew, shared: this.#shared };
     try {
       await run(this.#context, () => this.#context.pool.writeOp(lockObject(this.name), [["exec", lockClass, "lock", encodeLock(request)]]));
     } catch (error) {
@@ -192,7 +195,9 @@ class LeaseLock implements ObjectLock {
     if (this.#lost !== undefined) return;
     this.#stop(new EngineError("EVOLUME_LOCKED", `lock ${this.name} was released`, { holder: this.holder }));
     try {
-      await run(this.#context, () => this.#context.pool.writeOp(lockObject(this.name), [["exec", lockClass, "unlock", encodeUnlock(clsLockName, this.#cookie)], ["remove"]]));
+      const unlock = ["exec", lockClass, "unlock", encodeUnlock(clsLockName, this.#cookie)] as const;
+      // A shared lock leaves the object: other shared holders' locks live in it.
+      await run(this.#context, () => this.#context.pool.writeOp(lockObject(this.name), this.#shared ? [unlock] : [unlock, ["remove"]]));
     } catch (error) {
       // Not ours any more (expired, maybe taken), or we were fenced: nothing left to release.
       if (!isRadosError(error, enoent) && !isRadosError(error, eshutdown)) throw error;

@@ -23,7 +23,7 @@
  * `#gated` while an index update runs first), and RADOS keeps per-object order.
  */
 import { EngineError, isEngineError } from "../../errors.ts";
-import { ObjectStoreBase, type LockHolder, type ObjectLock, type ObjectStat, type StoreCapabilities } from "../object-store.ts";
+import { ObjectStoreBase, type LockHolder, type LockMode, type ObjectLock, type ObjectStat, type StoreCapabilities } from "../object-store.ts";
 import { InFlightLimiter } from "./in-flight.ts";
 import { acquireLeaseLock, breakLeaseLock, eshutdown, readLockHolder, type LockContext } from "./lease-lock.ts";
 import { ListingIndex } from "./listing-index.ts";
@@ -266,8 +266,8 @@ export class RadosObjectStore extends ObjectStoreBase {
     if (this.#blocklisted !== undefined) throw this.#blocklisted;
   }
 
-  protected async _lock(name: string, owner: string, leaseMs: number): Promise<ObjectLock> {
-    return this.#run(`lock ${name}`, () => acquireLeaseLock(this.#locks, name, owner, this.#lockLeaseMs ?? leaseMs));
+  protected async _lock(name: string, owner: string, leaseMs: number, mode: LockMode): Promise<ObjectLock> {
+    return this.#run(`lock ${name}`, () => acquireLeaseLock(this.#locks, name, owner, this.#lockLeaseMs ?? leaseMs, mode));
   }
 
   protected async _lockHolder(name: string): Promise<LockHolder | undefined> {
