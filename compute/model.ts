@@ -124,6 +124,53 @@ export interface ConsoleLocation {
   type: "novnc";
 }
 
+/**
+ * Nova's image status (nova/api/openstack/compute/views/images.py `_get_status`), from
+ * Glance's: active → ACTIVE; queued and saving → SAVING (Nova has no QUEUED); killed →
+ * ERROR; deleted → DELETED; anything else UNKNOWN.
+ */
+export type ImageStatus = "ACTIVE" | "SAVING" | "DELETED" | "ERROR" | "UNKNOWN";
+
+/** A Plankton image as Nova's image proxy shows it (issue 8: "images, a view of Plankton"). */
+export interface Image {
+  id: string;
+  name: string | null;
+  status: ImageStatus;
+  /** Nova's `_get_progress`: queued 25, saving 50, active 100, otherwise 0. */
+  progress: number;
+  minDiskGiB: number;
+  minRamMiB: number;
+  /** Bytes of the image's data; null while it has none (queued). */
+  sizeBytes: number | null;
+  /** The image's Plankton properties (Nova's image metadata). */
+  metadata: Record<string, string>;
+  /** The server createImage froze it from (its `instance_uuid` property), else null. */
+  serverId: string | null;
+  owner: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Nova's image list filters (images.py SUPPORTED_FILTERS), as Glance receives them. */
+export interface ImageListFilter {
+  /** Exact name, as Glance matches it. */
+  name?: string;
+  /** Glance's status (Nova passes `?status=` lowercased): queued, saving, active, killed, deleted. */
+  status?: string;
+  /** Images updated at or after this epoch ms. */
+  changesSince?: number;
+  /** Images made from this server (`instance_uuid`). */
+  serverId?: string;
+  /** The `image_type` property (`snapshot` for createImage's). */
+  type?: string;
+  /** Images needing at least this much RAM / disk (Glance v1's min_ram / min_disk filters). */
+  minRamMiB?: number;
+  minDiskGiB?: number;
+  limit?: number;
+  /** The last image id of the previous page. */
+  marker?: string;
+}
+
 export interface ComputeApi {
   listServers(caller: ComputeCaller, filter: ServerListFilter): Promise<Server[]>;
   getServer(caller: ComputeCaller, id: string): Promise<Server>;
@@ -149,6 +196,17 @@ export interface ComputeApi {
   listKeypairs(caller: ComputeCaller): Promise<Keypair[]>;
   getKeypair(caller: ComputeCaller, name: string): Promise<Keypair>;
   deleteKeypair(caller: ComputeCaller, name: string): Promise<void>;
+
+  /** Images the caller sees as Plankton decides: own, public, and shared with them (members). */
+  listImages(caller: ComputeCaller, filter: ImageListFilter): Promise<Image[]>;
+  /** 404 `Image not found.` when it does not exist or the caller may not see it. */
+  getImage(caller: ComputeCaller, id: string): Promise<Image>;
+  /** Only the image's owner deletes it (403 for others who see it), the file too, as Glance v2. */
+  deleteImage(caller: ComputeCaller, id: string): Promise<void>;
+  /** Merges (or, with `replace`, replaces) the image's properties; owner only. The properties after. */
+  setImageMetadata(caller: ComputeCaller, id: string, metadata: Record<string, string>, replace: boolean): Promise<Record<string, string>>;
+  /** Removes one property; owner only; 404 when the image has no such key. */
+  deleteImageMetadata(caller: ComputeCaller, id: string, key: string): Promise<void>;
 
   /** Nova's `GET /limits`: absolute limits and usage from identity's quotas. */
   limits(caller: ComputeCaller): Promise<Record<string, number>>;

@@ -38,11 +38,12 @@ import * as freezeModule from "../gateways/plankton/freeze.ts";
 import { isPlanktonError, resolveImage, type PlanktonService, type ResolvedImage } from "../gateways/plankton/index.ts";
 import { bootProperties } from "./boot.ts";
 import type { HypervisorDriver, VncEndpoint } from "./driver.ts";
+import * as images from "./images.ts";
 import { ComputeError, isComputeError } from "./errors.ts";
 import type { ConsoleTokenResolver } from "./console-proxy.ts";
 import { JobWorker } from "./jobs.ts";
 import { checkKeypairName, generateKeypair, parsePublicKey } from "./keys.ts";
-import type { ComputeApi, ComputeCaller, ConsoleLocation, CreateServerRequest, Flavor, Keypair, Server, ServerAction, ServerListFilter } from "./model.ts";
+import type { ComputeApi, ComputeCaller, ConsoleLocation, CreateServerRequest, Flavor, Image, ImageListFilter, Keypair, Server, ServerAction, ServerListFilter } from "./model.ts";
 import { createProvisions, rejectReserved, reserve, resizeProvisions } from "./quota.ts";
 import { reconcile, type ReconcileReport } from "./reconcile.ts";
 import { checkServerName, dbCall, flavorView, keypairView, nameMatcher, serverNotFound, serverView, toComputeError } from "./views.ts";
@@ -318,6 +319,27 @@ export class ComputeService implements ComputeApi, ConsoleTokenResolver {
 
   async deleteKeypair(caller: ComputeCaller, name: string): Promise<void> {
     await dbCall(deleteComputeKeypair(this.db, caller.userUuid, name));
+  }
+
+  // Nova's image proxy: a view of Plankton (images.ts).
+  listImages(caller: ComputeCaller, filter: ImageListFilter): Promise<Image[]> {
+    return images.listImages(this.#context.plankton, caller, filter);
+  }
+
+  getImage(caller: ComputeCaller, id: string): Promise<Image> {
+    return images.getImage(this.#context.plankton, caller, id);
+  }
+
+  deleteImage(caller: ComputeCaller, id: string): Promise<void> {
+    return images.deleteImage(this.#context.plankton, caller, id);
+  }
+
+  setImageMetadata(caller: ComputeCaller, id: string, metadata: Record<string, string>, replace: boolean): Promise<Record<string, string>> {
+    return images.setImageMetadata(this.#context.plankton, caller, id, metadata, replace);
+  }
+
+  deleteImageMetadata(caller: ComputeCaller, id: string, key: string): Promise<void> {
+    return images.deleteImageMetadata(this.#context.plankton, caller, id, key);
   }
 
   async limits(caller: ComputeCaller): Promise<Record<string, number>> {

@@ -208,6 +208,12 @@ export interface PithosVersionsTable {
   /** The engine map holding the data. A metadata-only change or a move reuses the map. */
   map_name: string;
   size_bytes: number;
+  /**
+   * What the version was charged to its owner's `object-store.diskspace` quota, ≤ size_bytes:
+   * its size, or less for an image frozen from a volume (only the blocks stored anew). Counted
+   * only while current; an overwrite or delete releases it (migration 0005).
+   */
+  charged_bytes: number;
   /** Merkle root, hex (`X-Object-Hash`, synnefo.md B.4). */
   content_hash: string;
   /** MD5 hex of the data, or a manifest's etag. */

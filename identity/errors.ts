@@ -57,8 +57,17 @@ export function keystoneErrorBody(code: IdentityErrorCode, message: string): Key
   return { error: { code: status, title, message } };
 }
 
+/**
+ * Keystone's body for a status outside identityErrors: the HTTP server's own refusals before
+ * any identity route runs (serve/framework-errors.ts: 414 URI too long, 431 headers too large).
+ */
+export function keystoneStatusErrorBody(status: number, title: string, message: string): KeystoneErrorBody {
+  return { error: { code: status, title, message } };
+}
+
 /** fastify's error codes (lib/errors.js) that are the client's fault, and what they become. */
 const fastifyErrorCodes: Record<string, IdentityErrorCode> = {
+  FST_ERR_BAD_URL: "EBAD_REQUEST",
   FST_ERR_CTP_INVALID_JSON_BODY: "EBAD_REQUEST",
   FST_ERR_CTP_EMPTY_JSON_BODY: "EBAD_REQUEST",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "EBAD_REQUEST",

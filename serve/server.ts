@@ -14,9 +14,13 @@
  * Logs are pino (fastify's), one line per request with its id; each response carries the id
  * as X-Openstack-Request-Id, as OpenStack services do, so a client's error can be found in
  * the log.
+ *
+ * What fastify and Node's HTTP parser refuse before any plugin runs (a URL that is no valid
+ * percent-encoding, an over-long path parameter, unreadable or oversized request heads) is
+ * answered in the convention of the API the URL names (framework-errors.ts).
  */
 import { randomUUID } from "node:crypto";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from "fastify";
 import { sql } from "kysely";
 import type { MetadataDatabase } from "../db/index.ts";
 import { IdentityService, identityPlugin, localTokenValidator, swiftAuthPlugin, type IdentityServiceOptions } from "../identity/index.ts";
@@ -25,6 +29,7 @@ import { planktonPlugin } from "../gateways/plankton/index.ts";
 import { computePlugin } from "../compute/api/index.ts";
 import type { ConsoleTokenResolver } from "../compute/console-proxy.ts";
 import type { ComputeApi } from "../compute/model.ts";
+import { answerClientError, pathParameterBytesMax, sendFrameworkError } from "./framework-errors.ts";
 import { HttpMetrics } from "./metrics.ts";
 
 /**
@@ -57,8 +62,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger: options.logger ?? false }),
     genReqId: () => `req-${randomUUID()}`,
     bodyLimit: requestBodyBytesMaxDefault,
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: pathParameterBytesMax },
     rewriteUrl: objectStoreUrlRewriter("/object-store"),
+    frameworkErrors: (error, request, reply) => void sendFrameworkError(error, request as FastifyRequest, reply as FastifyReply),
+    // Node's parser errors: fastify binds the handler to the instance (its logger is this.log).
+    clientErrorHandler(error, socket) {
+      answerClientError(error, socket, (this as unknown as FastifyInstance).log);
+    },
   });
   // Swift's server-side copy and Pithos+'s move are their own verbs (swift.md 9).
   app.addHttpMethod("COPY", { hasBody: true });

@@ -6,12 +6,12 @@
  *   /v2.1/servers…          servers.ts, metadata.ts, actions.ts
  *   /v2.1/flavors…          flavors.ts
  *   /v2.1/os-keypairs…      keypairs.ts
+ *   /v2.1/images…           images.ts: Nova's image proxy, a view of Plankton
  *   /v2.1/limits            absolute limits from identity's quotas
  *   /console/<token>        the VNC websocket (../console-proxy.ts), when a resolver is given
  *
- * Not served: Nova's /images proxy (ComputeApi has no image calls, and OSC reads images from
- * the image service), volume attachments, networks, server groups. Unknown routes are Nova's
- * 404 itemNotFound.
+ * Not served: volume attachments, networks, server groups. Unknown routes are Nova's 404
+ * itemNotFound.
  *
  * Every /v2.1 route needs X-Auth-Token (checked in-process, identity/require-token.ts) and
  * negotiates a microversion (microversion.ts). Every error, 401 included, is Nova's fault
@@ -29,6 +29,7 @@ import { actionRoutes } from "./actions.ts";
 import { callerOf, type RouteContext } from "./context.ts";
 import { routeNotFound, sendNovaFault } from "./faults.ts";
 import { flavorRoutes } from "./flavors.ts";
+import { imageRoutes } from "./images.ts";
 import { requestBodyBytesMax } from "./input.ts";
 import { keypairRoutes } from "./keypairs.ts";
 import { metadataRoutes } from "./metadata.ts";
@@ -101,6 +102,7 @@ export async function computePlugin(app: FastifyInstance, options: ComputePlugin
       actionRoutes(v21, context);
       flavorRoutes(v21, context);
       keypairRoutes(v21, context);
+      await imageRoutes(v21, context);
       v21.get("/limits", async (request) => ({ limits: { rate: [], absolute: await options.compute.limits(callerOf(request)) } }));
     },
     { prefix: "/v2.1" },

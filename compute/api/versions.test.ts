@@ -81,7 +81,7 @@ describe("tokens and errors", () => {
 
   it("answers unknown routes and methods with 404 itemNotFound", async () => {
     const h = await computeHarness();
-    for (const [method, path] of [["GET", "/compute/v2.1/os-hypervisors"], ["GET", "/compute/v2.1/images"], ["PATCH", "/compute/v2.1/servers/x"], ["GET", "/compute/v3"]]) {
+    for (const [method, path] of [["GET", "/compute/v2.1/os-hypervisors"], ["GET", "/compute/v2.1/os-networks"], ["PATCH", "/compute/v2.1/servers/x"], ["GET", "/compute/v3"]]) {
       expectFault(await h.request(method!, path!), 404, "itemNotFound");
     }
   });

@@ -15,6 +15,7 @@ import * as identity from "./0001-identity.ts";
 import * as pithos from "./0002-pithos.ts";
 import * as plankton from "./0003-plankton.ts";
 import * as compute from "./0004-compute.ts";
+import * as pithosCharges from "./0005-pithos-charges.ts";
 
 interface EngineMigration {
   up(db: Kysely<unknown>, engine: DatabaseEngine): Promise<void>;
@@ -27,6 +28,7 @@ const migrations: ReadonlyArray<readonly [string, EngineMigration]> = [
   ["0002-pithos", pithos],
   ["0003-plankton", plankton],
   ["0004-compute", compute],
+  ["0005-pithos-charges", pithosCharges],
 ];
 
 export const migrationNames: readonly string[] = migrations.map(([name]) => name);

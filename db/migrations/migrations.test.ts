@@ -1,7 +1,7 @@
 import { sql } from "kysely";
 import { describe, expect, it } from "vitest";
 import { describeEachEngine } from "../testing/databases.ts";
-import { latestMigration, migrateDownToEmpty, migrateToLatest, migrationNames } from "./index.ts";
+import { latestMigration, migrateDownToEmpty, migrateToLatest, migrationNames, migratorFor } from "./index.ts";
 
 const identityTables = ["commission_provisions", "commissions", "quota_holdings", "quota_resources", "tokens", "users"];
 const pithosTables = ["pithos_accounts", "pithos_containers", "pithos_groups", "pithos_objects", "pithos_sharing", "pithos_versions"];
@@ -66,6 +66,26 @@ describeEachEngine("migrations", (databases) => {
     expect(row.default_limit).toBe(big);
   });
 
+  it("0005 backfills what existing versions were charged: their size", async () => {
+    const db = await databases.connect(await databases.freshUrl());
+    const { error } = await migratorFor(db).migrateTo("0004-compute");
+    expect(error).toBeUndefined();
+    const now = 1_700_000_000_000;
+    await sql`insert into pithos_accounts (account, created_at, modified_at) values ('a', ${now}, ${now})`.execute(db.kysely);
+    await sql`insert into pithos_containers (account, name, created_at, modified_at) values ('a', 'c', ${now}, ${now})`.execute(db.kysely);
+    await sql`insert into pithos_objects (container_id, path, uuid) select id, 'o', 'u' from pithos_containers`.execute(db.kysely);
+    for (const [state, size, ended] of [["history", 7, now], ["current", 12_345, null]] as const) {
+      await sql`insert into pithos_versions (object_id, state, map_name, size_bytes, content_hash, etag, content_type, modified_at, modified_by, ended_at)
+        select id, ${state}, ${`m${size}`}, ${size}, 'h', 'e', 't', ${now}, 'a', ${ended} from pithos_objects`.execute(db.kysely);
+    }
+    await migrateToLatest(db);
+    const rows = await db.kysely.selectFrom("pithos_versions").select(["size_bytes", "charged_bytes"]).orderBy("serial").execute();
+    expect(rows).toEqual([
+      { size_bytes: 7, charged_bytes: 7 },
+      { size_bytes: 12_345, charged_bytes: 12_345 },
+    ]);
+  });
+
   // SQLite: one process holds one handle per file (node:sqlite is synchronous, see
   // sqlite-dialect.ts); API nodes sharing a database are PostgreSQL.
   it.runIf(databases.engine === "postgres")("apply once when three nodes migrate one database at once", async () => {
@@ -78,6 +98,6 @@ describeEachEngine("migrations", (databases) => {
 
 describe("latestMigration", () => {
   it("names the last migration", () => {
-    expect(latestMigration).toBe("0004-compute");
+    expect(latestMigration).toBe("0005-pithos-charges");
   });
 });

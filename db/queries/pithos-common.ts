@@ -65,6 +65,8 @@ export interface PithosVersion {
   state: PithosVersionState;
   mapName: string;
   sizeBytes: number;
+  /** What it was charged to the owner's disk space quota (≤ sizeBytes; counted only while current). */
+  chargedBytes: number;
   contentHash: string;
   etag: string;
   contentType: string;
@@ -102,6 +104,7 @@ export function versionFromRow(row: Selectable<PithosVersionsTable>): PithosVers
     state: row.state,
     mapName: row.map_name,
     sizeBytes: row.size_bytes,
+    chargedBytes: row.charged_bytes,
     contentHash: row.content_hash,
     etag: row.etag,
     contentType: row.content_type,

@@ -10,8 +10,10 @@ import {
   expireObjects,
   getCurrent,
   getObjectByUuid,
+  getCurrentIncludingExpired,
   getVersion,
   listVersions,
+  mapNamesInUse,
   purgeContainerHistory,
   purgeHistory,
   putVersion,
@@ -70,6 +72,7 @@ describeEachEngine("pithos objects", (databases) => {
         state: "current",
         mapName: "m1",
         sizeBytes: 5,
+        chargedBytes: 5,
         contentHash: "hash-m1",
         etag: "etag-m1",
         contentType: "text/plain",
@@ -300,6 +303,47 @@ describeEachEngine("pithos objects", (databases) => {
     expect(await getContainerById(db, container.id)).toMatchObject({ objectCount: 1, bytesUsed: 9 });
   });
 
+  it("records what each version was charged: its size by default, never more; a move keeps it", async () => {
+    const db = await databases.open();
+    const { alice, container } = await setUp(db);
+    expect((await putVersion(db, container.id, "plain", data("m1", 10), { modifiedBy: alice }, t0)).version.chargedBytes).toBe(10);
+    const frozen = await putVersion(db, container.id, "frozen", data("m2", 100, { chargedBytes: 7 }), { modifiedBy: alice }, t0);
+    expect(frozen.version.chargedBytes).toBe(7);
+    await rejectsWith(putVersion(db, container.id, "x", data("m3", 100, { chargedBytes: 101 }), { modifiedBy: alice }, t0), "EINVALID");
+    await rejectsWith(putVersion(db, container.id, "x", data("m3", 100, { chargedBytes: -1 }), { modifiedBy: alice }, t0), "EINVALID");
+    const moved = await renameObject(db, container.id, "frozen", container.id, "moved", { modifiedBy: alice }, t0 + 1);
+    expect(moved.version).toMatchObject({ mapName: "m2", sizeBytes: 100, chargedBytes: 7 });
+  });
+
+  it("writes and deletes only over the version the caller charged against (replacesSerial, expectCurrentSerial)", async () => {
+    const db = await databases.open();
+    const { alice, container } = await setUp(db);
+    const first = await putVersion(db, container.id, "p", data("m1", 1, { deleteAt: t0 + 5 }), { modifiedBy: alice, replacesSerial: null }, t0);
+    await rejectsWith(putVersion(db, container.id, "p", data("m2", 1), { modifiedBy: alice, replacesSerial: null }, t0 + 1), "EPRECONDITION");
+    // Expired, it reads as absent but is still the row a write replaces.
+    expect(await getCurrent(db, container.id, "p", t0 + 10)).toBeUndefined();
+    expect((await getCurrentIncludingExpired(db, container.id, "p"))?.version.serial).toBe(first.version.serial);
+    await rejectsWith(putVersion(db, container.id, "p", data("m2", 1), { modifiedBy: alice, replacesSerial: null }, t0 + 10), "EPRECONDITION");
+    const second = await putVersion(db, container.id, "p", data("m2", 1), { modifiedBy: alice, replacesSerial: first.version.serial }, t0 + 10);
+    await rejectsWith(deleteObject(db, container.id, "p", { modifiedBy: alice, expectCurrentSerial: first.version.serial }, t0 + 11), "EPRECONDITION");
+    const deleted = await deleteObject(db, container.id, "p", { modifiedBy: alice, expectCurrentSerial: second.version.serial }, t0 + 11);
+    expect(deleted.deleted?.serial).toBe(second.version.serial);
+    await rejectsWith(deleteObject(db, container.id, "p", { expectCurrentSerial: second.version.serial }, t0 + 12), "EPRECONDITION");
+  });
+
+  it("says which map names any version still uses, in any state, across batches", async () => {
+    const db = await databases.open();
+    const { alice, container } = await setUp(db);
+    await putVersion(db, container.id, "a", data("m-history", 1), { modifiedBy: alice }, t0);
+    await putVersion(db, container.id, "a", data("m-current", 1), { modifiedBy: alice }, t0 + 1);
+    await putVersion(db, container.id, "b", data("m-deleted", 1), { modifiedBy: alice }, t0);
+    await deleteObject(db, container.id, "b", {}, t0 + 1);
+    const strangers = Array.from({ length: 1200 }, (_, index) => `m-none-${index}`);
+    const used = await mapNamesInUse(db, [...strangers.slice(0, 700), "m-history", "m-current", ...strangers.slice(700), "m-deleted"]);
+    expect([...used].sort()).toEqual(["m-current", "m-deleted", "m-history"]);
+    expect(await mapNamesInUse(db, [])).toEqual(new Set());
+  });
+
   it("has the schema itself allow one current version per object", async () => {
     const db = await databases.open();
     const { alice, container } = await setUp(db);
@@ -308,6 +352,7 @@ describeEachEngine("pithos objects", (databases) => {
       object_id: version.objectId,
       map_name: "m2",
       size_bytes: 1,
+      charged_bytes: 1,
       content_hash: "h",
       etag: "e",
       content_type: "text/plain",
@@ -322,6 +367,9 @@ describeEachEngine("pithos objects", (databases) => {
     };
     await expect(db.kysely.insertInto("pithos_versions").values({ ...row, state: "current", ended_at: null }).execute()).rejects.toThrow();
     await expect(db.kysely.insertInto("pithos_versions").values({ ...row, state: "history", ended_at: null }).execute()).rejects.toThrow();
+    // A version is never charged more than its size, nor less than nothing.
+    await expect(db.kysely.insertInto("pithos_versions").values({ ...row, charged_bytes: 2, state: "history", ended_at: t0 }).execute()).rejects.toThrow();
+    await expect(db.kysely.insertInto("pithos_versions").values({ ...row, charged_bytes: -1, state: "history", ended_at: t0 }).execute()).rejects.toThrow();
     await db.kysely.insertInto("pithos_versions").values({ ...row, state: "history", ended_at: t0 }).execute();
   });
 

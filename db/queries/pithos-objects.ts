@@ -84,6 +84,34 @@ export async function getCurrent(db: MetadataDatabase, containerId: number, path
 }
 
 /**
+ * The current version even when it has expired: the one a new version or a delete replaces,
+ * and whose chargedBytes that releases (gateways/pithos/service.ts). Undefined when none.
+ */
+export async function getCurrentIncludingExpired(db: MetadataDatabase, containerId: number, path: string): Promise<ObjectVersion | undefined> {
+  return readObjectVersion(db, containerId, path, { state: "current" });
+}
+
+/**
+ * Map names per `in (…)` query of mapNamesInUse: far below SQLite's 32 766 bound parameters
+ * and PostgreSQL's 65 535, and a batch of index lookups that returns in milliseconds.
+ */
+export const pithosMapNamesPerQueryMax = 500;
+
+/**
+ * Which of these engine map names a version in any state (current, history, deleted) still
+ * names: the orphan sweep (gateways/pithos/orphans.ts) deletes the others' maps.
+ */
+export async function mapNamesInUse(db: MetadataDatabase, mapNames: readonly string[]): Promise<Set<string>> {
+  const used = new Set<string>();
+  for (let first = 0; first < mapNames.length; first += pithosMapNamesPerQueryMax) {
+    const batch = mapNames.slice(first, first + pithosMapNamesPerQueryMax);
+    const rows = await db.kysely.selectFrom("pithos_versions").select("map_name").distinct().where("map_name", "in", batch).execute();
+    for (const row of rows) used.add(row.map_name);
+  }
+  return used;
+}
+
+/**
  * The object with this uuid (Plankton's image id) and its current version, wherever it lives
  * now (a move keeps the uuid); undefined when none or expired.
  */
@@ -126,22 +154,28 @@ export interface DeleteObjectResult {
  * Swift DELETE object. The current version becomes `deleted` (versioning auto: history kept,
  * its modifiedBy now the deleter) or is removed (none). Sharing and the public token go, as in
  * Pithos. An expired current version is removed the same way but reported as undefined.
+ * `expectCurrentSerial`: EPRECONDITION unless the current version (expired or not) has this
+ * serial — the caller released that version's quota charge and must delete that one.
  */
 export async function deleteObject(
   db: MetadataDatabase,
   containerId: number,
   path: string,
-  options: { modifiedBy?: string } = {},
+  options: { modifiedBy?: string; expectCurrentSerial?: number } = {},
   nowMs = Date.now(),
 ): Promise<DeleteObjectResult> {
   const id = checkId("containerId", containerId);
   const checkedPath = checkObjectPath(path);
   const modifiedBy = options.modifiedBy === undefined ? undefined : checkUuid("modifiedBy", options.modifiedBy);
+  const expected = options.expectCurrentSerial === undefined ? undefined : checkId("expectCurrentSerial", options.expectCurrentSerial);
   checkInteger("nowMs", nowMs, { min: 0 });
   return inTransaction(db, async (tx) => {
     const [container] = await lockContainers(tx, db.engine, [id]);
     const node = await findNode(tx, id, checkedPath);
     const current = node && (await currentRow(tx, node.id));
+    if (expected !== undefined && current?.serial !== expected) {
+      throw new DbError("EPRECONDITION", `${checkedPath} is not at version ${expected}`, { path: checkedPath, expected, serial: current?.serial ?? null });
+    }
     if (node === undefined || current === undefined) return { deleted: undefined, unreferencedMaps: [] };
     const { removedMaps } = await deleteIn(tx, container!, node, current, modifiedBy, nowMs);
     return {

@@ -40,6 +40,11 @@ import {
 export interface NewPithosVersion {
   mapName: string;
   sizeBytes: number;
+  /**
+   * What the owner's disk space quota is charged for it, 0 ≤ chargedBytes ≤ sizeBytes; by
+   * default its size. Recorded so that replacing or deleting it releases exactly this.
+   */
+  chargedBytes?: number;
   /** Merkle root, hex (X-Object-Hash). */
   contentHash: string;
   /** MD5 hex of the data, or the manifest's etag. */
@@ -63,6 +68,12 @@ export interface PutVersionOptions {
   ifNoneMatchStar?: boolean;
   /** EPRECONDITION unless the current version has this serial; null: unless there is none. */
   expectCurrentSerial?: number | null;
+  /**
+   * EPRECONDITION unless the version this one replaces — the current row, expired or not —
+   * has this serial (null: there is none). A caller that charged the owner's quota against
+   * that version's chargedBytes holds the write to it (gateways/pithos/service.ts commit).
+   */
+  replacesSerial?: number | null;
 }
 
 export interface PutVersionResult {
@@ -74,7 +85,12 @@ export interface PutVersionResult {
 }
 
 export type VersionRow = Selectable<PithosVersionsTable>;
-export type CheckedPutOptions = { modifiedBy: string; ifNoneMatchStar: boolean; expectCurrentSerial: number | null | undefined };
+export type CheckedPutOptions = {
+  modifiedBy: string;
+  ifNoneMatchStar: boolean;
+  expectCurrentSerial: number | null | undefined;
+  replacesSerial: number | null | undefined;
+};
 export type VersionValues = Omit<VersionRow, "serial" | "object_id" | "state" | "modified_at" | "modified_by" | "ended_at">;
 
 /**
@@ -144,6 +160,13 @@ export async function putVersionIn(
   let node = await findNode(tx, containerId, path);
   const current = node && (await currentRow(tx, node.id));
   const live = current !== undefined && !isExpired(current, nowMs) ? current : undefined;
+  if (options.replacesSerial !== undefined && (current?.serial ?? null) !== options.replacesSerial) {
+    throw new DbError("EPRECONDITION", `${path} no longer replaces version ${options.replacesSerial}`, {
+      path,
+      replaces: options.replacesSerial,
+      serial: current?.serial ?? null,
+    });
+  }
   if (options.ifNoneMatchStar && live !== undefined) {
     throw new DbError("EPRECONDITION", `${path} exists`, { path, serial: live.serial });
   }
@@ -288,9 +311,11 @@ export function checkVersionFields(fields: NewPithosVersion): VersionValues {
   if (sloManifest !== null && (typeof sloManifest !== "string" || sloManifest.length > pithosSloManifestLengthMax)) {
     throw new DbError("EINVALID", `sloManifest must be JSON text of at most ${pithosSloManifestLengthMax} characters`);
   }
+  const sizeBytes = checkInteger("sizeBytes", fields.sizeBytes, { min: 0 });
   return {
     map_name: checkText("mapName", fields.mapName, pithosMapNameLengthMax),
-    size_bytes: checkInteger("sizeBytes", fields.sizeBytes, { min: 0 }),
+    size_bytes: sizeBytes,
+    charged_bytes: checkCharge(fields.chargedBytes, sizeBytes),
     content_hash: checkText("contentHash", fields.contentHash, pithosHashLengthMax),
     etag: checkText("etag", fields.etag, pithosHashLengthMax),
     content_type: checkText("contentType", fields.contentType, pithosHeaderValueLengthMax),
@@ -303,11 +328,20 @@ export function checkVersionFields(fields: NewPithosVersion): VersionValues {
   };
 }
 
+function checkCharge(chargedBytes: number | undefined, sizeBytes: number): number {
+  if (chargedBytes === undefined) return sizeBytes;
+  const checked = checkInteger("chargedBytes", chargedBytes, { min: 0 });
+  if (checked > sizeBytes) throw new DbError("EINVALID", `chargedBytes ${checked} exceeds sizeBytes ${sizeBytes}`, { chargedBytes, sizeBytes });
+  return checked;
+}
+
 export function checkPutOptions(options: PutVersionOptions): CheckedPutOptions {
   const expected = options.expectCurrentSerial;
+  const replaces = options.replacesSerial;
   return {
     modifiedBy: checkUuid("modifiedBy", options.modifiedBy),
     ifNoneMatchStar: options.ifNoneMatchStar === true,
     expectCurrentSerial: expected === undefined || expected === null ? expected : checkId("expectCurrentSerial", expected),
+    replacesSerial: replaces === undefined || replaces === null ? replaces : checkId("replacesSerial", replaces),
   };
 }

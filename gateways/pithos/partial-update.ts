@@ -16,7 +16,7 @@ import type { FileReader } from "../../engine/files.ts";
 import { loadContainer, requireObjectAccess, type PithosContext } from "./context.ts";
 import { segmentStream, viewOf } from "./object-read.ts";
 import { requestBody } from "./request-body.ts";
-import { newFileMapName, type StoredVersion } from "./service.ts";
+import { chargeAfterResize, newFileMapName, type StoredVersion } from "./service.ts";
 import { PithosError } from "./wire/errors.ts";
 import { maxFileSizeBytes } from "./wire/info.ts";
 import { parseObjectPathHeader } from "./wire/names.ts";
@@ -178,7 +178,7 @@ export async function partialUpdate(context: PithosContext): Promise<StoredVersi
         // The MD5 of the whole would need every byte read again: Pithos+ answers the Merkle hash.
         etag: created.header.contentHash ?? "",
       },
-      { modifiedBy: context.caller.userUuid, expectCurrentSerial: current.version.serial },
+      { modifiedBy: context.caller.userUuid, expectCurrentSerial: current.version.serial, chargeBytes: chargeAfterResize(current.version, newSize) },
     );
   } catch (error) {
     await context.service.dropMaps([mapName]);

@@ -2,7 +2,16 @@
  * Disk space is charged to the account that owns a container through identity's two-phase
  * commissions (synnefo.md B.5, D.3): reserve the change before the version is recorded,
  * accept it after, reject it if recording fails. Only current versions count (Pithos's free
- * versioning), so an overwrite charges the difference and a delete releases its size.
+ * versioning), so an overwrite charges the difference and a delete releases the version's charge.
+ *
+ * What a version is charged is recorded with it (pithos_versions.charged_bytes, migration
+ * 0005), so a release is exactly what was charged and usage never drifts:
+ *   upload, create from hashmap, copy   its size (a copy shares every block, but must stay
+ *                                       paid for when its source is deleted)
+ *   frozen image (plankton/freeze.ts)   only the blocks its hashing stored anew
+ *   metadata-only change, move          the charge of the version it replaces (same data)
+ *   partial update                      that charge plus the size's growth (chargeAfterResize)
+ *   history, deleted versions           nothing (their charge was released when replaced)
  *
  * A crash between issue and accept leaves a pending commission: it still counts against the
  * limit (never under-counts) and an administrator resolves it (`okeanos quota pending`).

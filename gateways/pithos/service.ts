@@ -8,15 +8,21 @@
  *   2. quota reserved (commission issued)
  *   3. version recorded (one database transaction)           — the new version is visible
  *   4. quota accepted; maps no version names any more deleted from the engine
- * A crash before 3 leaves an unnamed-by-the-database map (space only, reclaimed by
- * `okeanos file fsck`-style sweeps) and maybe a pending commission (counted, never lost).
+ * A crash before 3 leaves a map no version names (space only: orphans.ts deletes it after a
+ * grace, `okeanos gc --database`) and maybe a pending commission (counted, never lost).
+ *
+ * Quota: each version records what it was charged (chargedBytes: its size, or less for a
+ * frozen image); a write charges its charge minus the charge of the version it replaces, a
+ * delete releases the deleted version's charge, so usage is always the sum of the current
+ * versions' charges (quota.ts).
  */
 import { randomUUID } from "node:crypto";
 import type { Engine } from "../../engine/engine.ts";
 import { isEngineError } from "../../engine/errors.ts";
 import {
   deleteObject,
-  getCurrent,
+  getCurrentIncludingExpired,
+  isDbError,
   putVersion,
   type MetadataDatabase,
   type PithosContainer,
@@ -45,8 +51,27 @@ export interface PithosServiceOptions {
   onCleanupError?: (error: unknown, what: string) => void;
 }
 
-/** What a new version carries besides its data. */
-export type VersionFields = Omit<NewPithosVersion, "mapName" | "sizeBytes" | "contentHash" | "etag">;
+/** What a new version carries besides its data (its charge is commit's to decide). */
+export type VersionFields = Omit<NewPithosVersion, "mapName" | "sizeBytes" | "chargedBytes" | "contentHash" | "etag">;
+
+/**
+ * Attempts of a commit or delete whose version was replaced by another writer between reading
+ * it (to charge against its chargedBytes) and recording: each retry means another write to the
+ * same path landed in that window of a few queries, so 8 in a row is contention a client should
+ * see (409) rather than a loop.
+ */
+export const chargeAttemptsMax = 8;
+
+export interface ChargeOptions {
+  /**
+   * What the owner's disk space quota is charged for the new version (recorded as its
+   * chargedBytes, ≤ its size). Default: the charge of the version it replaces when both have
+   * the same map and size (a metadata-only change stores no data), else the size. A frozen
+   * image passes only the blocks stored anew (plankton/freeze.ts); a partial update passes
+   * chargeAfterResize (partial-update.ts).
+   */
+  chargeBytes?: number;
+}
 
 export interface StoredVersion {
   object: PithosObject;
@@ -58,6 +83,28 @@ export interface WriteConditions {
   createOnly?: boolean;
   /** The caller read this current version and decided on it (If-Match). */
   expectCurrentSerial?: number;
+}
+
+/** Past its X-Delete-At: reads as absent, but is still the row a write or delete replaces. */
+function isExpired(version: PithosVersion): boolean {
+  return version.deleteAt !== null && version.deleteAt <= Date.now();
+}
+
+/** The charge commit records for `fields` replacing `replaced` (ChargeOptions.chargeBytes). */
+function chargeOf(fields: NewPithosVersion, replaced: PithosVersion | undefined, chargeBytes: number | undefined): number {
+  if (chargeBytes !== undefined) return chargeBytes;
+  if (replaced !== undefined && replaced.mapName === fields.mapName && replaced.sizeBytes === fields.sizeBytes) return replaced.chargedBytes;
+  return fields.sizeBytes;
+}
+
+/**
+ * A partial update's charge: the version it patches was charged `chargedBytes` of its size;
+ * the result is charged that plus what the size grew (less what it shrank), as an ordinary
+ * file's charge follows its size. Blocks patched in place cost nothing more, as for any file,
+ * and a frozen image keeps the discount on the blocks it still shares with its volume.
+ */
+export function chargeAfterResize(patched: Pick<PithosVersion, "sizeBytes" | "chargedBytes">, newSizeBytes: number): number {
+  return Math.max(0, Math.min(newSizeBytes, patched.chargedBytes + newSizeBytes - patched.sizeBytes));
 }
 
 export class PithosService {
@@ -145,28 +192,54 @@ export class PithosService {
     }
   }
 
-  /** A new version whose data is an existing map (copy: a fresh copy of the map; metadata update: the same map). */
-  async commit(container: PithosContainer, path: string, fields: NewPithosVersion, options: WriteConditions & { modifiedBy: string; chargeBytes?: number }): Promise<StoredVersion> {
-    const current = await getCurrent(this.db, container.id, path);
-    if (options.createOnly === true && current !== undefined) throw new PithosError("EPRECONDITION_FAILED", "Object already exists.");
-    const deltaBytes = (options.chargeBytes ?? fields.sizeBytes) - (current?.version.sizeBytes ?? 0);
-    const reservation = await reserveDiskspace(this.db, container.account, deltaBytes, `pithos put ${container.name}/${path}`);
-    let result;
-    try {
-      result = await putVersion(this.db, container.id, path, fields, {
-        modifiedBy: options.modifiedBy,
-        ...(options.createOnly === true && { ifNoneMatchStar: true }),
-        ...(options.expectCurrentSerial !== undefined && { expectCurrentSerial: options.expectCurrentSerial }),
-      });
-    } catch (error) {
-      await reservation.reject();
-      throw error;
-    }
+  /**
+   * A new version whose data is an existing map (copy: a fresh copy of the map; metadata
+   * update: the same map). The quota is charged the new version's charge minus what the
+   * version it replaces was charged (expired or not: it is replaced all the same), and the
+   * write is recorded only if that is still the version it replaces (`replacesSerial`),
+   * retried otherwise, so concurrent writers never charge against the same release twice.
+   */
+  async commit(container: PithosContainer, path: string, fields: NewPithosVersion, options: WriteConditions & ChargeOptions & { modifiedBy: string }): Promise<StoredVersion> {
+    for (let attempt = 1; ; attempt++) {
+      const replaced = await getCurrentIncludingExpired(this.db, container.id, path);
+      if (options.createOnly === true && replaced !== undefined && !isExpired(replaced.version)) throw new PithosError("EPRECONDITION_FAILED", "Object already exists.");
+      const chargedBytes = chargeOf(fields, replaced?.version, options.chargeBytes);
+      const deltaBytes = chargedBytes - (replaced?.version.chargedBytes ?? 0);
+      const reservation = await reserveDiskspace(this.db, container.account, deltaBytes, `pithos put ${container.name}/${path}`);
+      let result;
+      try {
+        result = await putVersion(this.db, container.id, path, { ...fields, chargedBytes }, {
+          modifiedBy: options.modifiedBy,
+          replacesSerial: replaced?.version.serial ?? null,
+          ...(options.createOnly === true && { ifNoneMatchStar: true }),
+          ...(options.expectCurrentSerial !== undefined && { expectCurrentSerial: options.expectCurrentSerial }),
+        });
+      } catch (error) {
+        await reservation.reject();
+        if (await this.#replacedMeanwhile(error, container, path, replaced, attempt)) continue;
+        throw error;
+      }
     // The version is stored and names its map: from here nothing may fail the call, or the
     // caller would drop the map the version reads. A reservation left pending still counts
     // (never under-charges; `okeanos quota pending` shows it); replaced maps are gc's.
-    await this.#afterStored(reservation, result.unreferencedMaps);
-    return { object: result.object, version: result.version };
+      await this.#afterStored(reservation, result.unreferencedMaps);
+      return { object: result.object, version: result.version };
+    }
+  }
+
+  /**
+   * After a failed write: true when another writer replaced the version we charged against
+   * (retry with the new one); a 409 after chargeAttemptsMax. A precondition of the caller's
+   * own (If-Match, If-None-Match) is re-checked by the retry, so it still fails as such.
+   */
+  async #replacedMeanwhile(error: unknown, container: PithosContainer, path: string, charged: StoredVersion | undefined, attempt: number): Promise<boolean> {
+    if (!isDbError(error, "EPRECONDITION")) return false;
+    const now = await getCurrentIncludingExpired(this.db, container.id, path);
+    if ((now?.version.serial ?? null) === (charged?.version.serial ?? null)) return false;
+    if (attempt >= chargeAttemptsMax) {
+      throw new PithosError("ECONFLICT", `${container.name}/${path} kept changing while it was written; try again.`, { cause: error });
+    }
+    return true;
   }
 
   async #afterStored(reservation: { accept(): Promise<void> }, unreferencedMaps: readonly string[]): Promise<void> {
@@ -224,20 +297,27 @@ export class PithosService {
     }
   }
 
+  /**
+   * Deletes the current version, releasing what it was charged. An expired one is deleted
+   * too (and its charge released) but reported as undefined, as when there is none.
+   */
   async delete(container: PithosContainer, path: string, modifiedBy: string): Promise<PithosVersion | undefined> {
-    const current = await getCurrent(this.db, container.id, path);
-    if (current === undefined) return undefined;
-    const reservation = await reserveDiskspace(this.db, container.account, -current.version.sizeBytes, `pithos delete ${container.name}/${path}`);
-    let result;
-    try {
-      result = await deleteObject(this.db, container.id, path, { modifiedBy });
-    } catch (error) {
-      await reservation.reject();
-      throw error;
+    for (let attempt = 1; ; attempt++) {
+      const current = await getCurrentIncludingExpired(this.db, container.id, path);
+      if (current === undefined) return undefined;
+      const reservation = await reserveDiskspace(this.db, container.account, -current.version.chargedBytes, `pithos delete ${container.name}/${path}`);
+      let result;
+      try {
+        result = await deleteObject(this.db, container.id, path, { modifiedBy, expectCurrentSerial: current.version.serial });
+      } catch (error) {
+        await reservation.reject();
+        if (await this.#replacedMeanwhile(error, container, path, current, attempt)) continue;
+        throw error;
+      }
+      await reservation.accept();
+      await this.dropMaps(result.unreferencedMaps);
+      return result.deleted;
     }
-    await reservation.accept();
-    await this.dropMaps(result.unreferencedMaps);
-    return result.deleted;
   }
 
   async dropMaps(mapNames: readonly string[]): Promise<void> {

@@ -26,7 +26,10 @@ export const planktonErrors = {
   EMETHOD_NOT_ALLOWED: { status: 405, title: "Method Not Allowed", explanation: "The method is not allowed for this resource." },
   ECONFLICT: { status: 409, title: "Conflict", explanation: "There was a conflict when trying to complete your request." },
   ETOO_LARGE: { status: 413, title: "Request Entity Too Large", explanation: "The body of your request was too large for this server." },
+  /** The HTTP server's own refusals before any route runs (serve/framework-errors.ts). */
+  EURI_TOO_LONG: { status: 414, title: "Request-URI Too Long", explanation: "The request URI was too long for this server." },
   EUNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported Media Type", explanation: "The request media type is not supported by this server." },
+  EHEADERS_TOO_LARGE: { status: 431, title: "Request Header Fields Too Large", explanation: "The request header fields were too large" },
   EINTERNAL: { status: 500, title: "Internal Server Error", explanation: "The server has either erred or is incapable of performing the requested operation." },
   ENOT_IMPLEMENTED: { status: 501, title: "Not Implemented", explanation: "The request method is not implemented for this server." },
 } as const;
@@ -153,22 +156,37 @@ function errorRendering(error: PlanktonError, type: ErrorMediaType): { contentTy
   }
 }
 
+export interface GlanceErrorResponse {
+  error: PlanktonError;
+  status: number;
+  /** The error's own headers (Accept-Patch…), Content-Type not among them. */
+  headers: Readonly<Record<string, string>>;
+  contentType: string;
+  body: string;
+}
+
 /**
- * The plugin's setErrorHandler. A 401 is what keystonemiddleware answers in front of Glance:
- * Keystone's JSON (`{"error": {code, title, message}}`) with its Www-Authenticate challenge,
- * whatever the Accept header. Everything else is rendered as webob renders Glance's errors.
+ * Any thrown value as Glance answers it, apart from any reply: what sendPlanktonError sends,
+ * and what serve's framework-error handlers send for `/image` before a route runs. A 401 is
+ * what keystonemiddleware answers in front of Glance: Keystone's JSON
+ * (`{"error": {code, title, message}}`), whatever the Accept header.
  */
-export function sendPlanktonError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function glanceErrorResponse(error: unknown, accept: string | undefined): GlanceErrorResponse {
   const mapped = toPlanktonError(error);
+  const rendering =
+    mapped.status === 401
+      ? { contentType: "application/json", body: JSON.stringify({ error: { code: 401, title: "Unauthorized", message: mapped.message } }) }
+      : errorRendering(mapped, errorMediaType(accept));
+  return { error: mapped, status: mapped.status, headers: mapped.headers, ...rendering };
+}
+
+/** The plugin's setErrorHandler: glanceErrorResponse, with the 401's Www-Authenticate challenge. */
+export function sendPlanktonError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const response = glanceErrorResponse(error, request.headers.accept);
+  const mapped = response.error;
   if (mapped.status >= 500) request.log.error({ err: error }, "image: internal error");
   else request.log.info({ code: mapped.code, message: mapped.message }, "image: request refused");
-  reply.code(mapped.status).headers(mapped.headers);
-  let rendering: { contentType: string; body: string };
-  if (mapped.status === 401) {
-    reply.header("www-authenticate", `Keystone uri="${request.protocol}://${request.host}/identity"`);
-    rendering = { contentType: "application/json", body: JSON.stringify({ error: { code: 401, title: "Unauthorized", message: mapped.message } }) };
-  } else {
-    rendering = errorRendering(mapped, errorMediaType(request.headers.accept));
-  }
-  return reply.type(rendering.contentType).send(request.method === "HEAD" ? undefined : rendering.body);
+  reply.code(response.status).headers(response.headers);
+  if (mapped.status === 401) reply.header("www-authenticate", `Keystone uri="${request.protocol}://${request.host}/identity"`);
+  return reply.type(response.contentType).send(request.method === "HEAD" ? undefined : response.body);
 }

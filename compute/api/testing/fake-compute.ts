@@ -12,6 +12,8 @@ import type {
   ConsoleLocation,
   CreateServerRequest,
   Flavor,
+  Image,
+  ImageListFilter,
   Keypair,
   Server,
   ServerAction,
@@ -32,6 +34,8 @@ export class FakeCompute implements ComputeApi, ConsoleTokenResolver {
   readonly servers = new Map<string, Server>();
   readonly flavors = new Map<string, Flavor>([tinyFlavor, smallFlavor, privateFlavor].map((flavor) => [flavor.id, flavor]));
   readonly keypairs = new Map<string, Keypair>();
+  /** Images by id, newest last; `members` see an image besides its owner (and everyone when public). */
+  readonly images = new Map<string, Image & { isPublic: boolean; members: string[] }>();
   readonly calls: Array<{ method: MethodName; args: unknown[] }> = [];
   /** Servers a user may have before EQUOTA. */
   serversPerUserMax = 10;
@@ -240,6 +244,71 @@ export class FakeCompute implements ComputeApi, ConsoleTokenResolver {
   async deleteKeypair(caller: ComputeCaller, name: string): Promise<void> {
     this.#enter("deleteKeypair", [caller, name]);
     if (!this.keypairs.delete(`${caller.userUuid}/${name}`)) throw new ComputeError("ENOT_FOUND", `Keypair ${name} not found for user ${caller.userUuid}`);
+  }
+
+  /** Test helper: an image as Plankton would hold it, owned by `owner`. */
+  addImage(owner: string, fields: Partial<Image> & { isPublic?: boolean; members?: string[] } = {}): Image {
+    const now = this.now();
+    const metadata = fields.metadata ?? {};
+    const image = {
+      id: randomUUID(), name: "cirros", status: "ACTIVE" as const, progress: 100, minDiskGiB: 0, minRamMiB: 0, sizeBytes: 1024,
+      serverId: metadata["instance_uuid"] ?? null, owner, createdAt: now, updatedAt: now, isPublic: false, members: [],
+      ...fields, metadata,
+    };
+    this.images.set(image.id, image);
+    return image;
+  }
+
+  #visibleImage(caller: ComputeCaller, id: string): Image & { isPublic: boolean; members: string[] } {
+    const image = this.images.get(id);
+    if (image === undefined || !(image.owner === caller.userUuid || image.isPublic || image.members.includes(caller.userUuid))) {
+      throw new ComputeError("ENOT_FOUND", "Image not found.");
+    }
+    return image;
+  }
+
+  #ownedImage(caller: ComputeCaller, id: string): Image {
+    const image = this.#visibleImage(caller, id);
+    if (image.owner !== caller.userUuid) throw new ComputeError("EFORBIDDEN", `Not authorized for image ${id}.`);
+    return image;
+  }
+
+  async listImages(caller: ComputeCaller, filter: ImageListFilter): Promise<Image[]> {
+    this.#enter("listImages", [caller, filter]);
+    let images = [...this.images.values()].reverse().filter((image) => image.owner === caller.userUuid || image.isPublic || image.members.includes(caller.userUuid));
+    if (filter.name !== undefined) images = images.filter((image) => image.name === filter.name);
+    if (filter.serverId !== undefined) images = images.filter((image) => image.serverId === filter.serverId);
+    if (filter.marker !== undefined) {
+      const index = images.findIndex((image) => image.id === filter.marker);
+      if (index < 0) throw new ComputeError("EBAD_REQUEST", `Marker ${filter.marker} could not be found.`);
+      images = images.slice(index + 1);
+    }
+    return filter.limit === undefined ? images : images.slice(0, filter.limit);
+  }
+
+  async getImage(caller: ComputeCaller, id: string): Promise<Image> {
+    this.#enter("getImage", [caller, id]);
+    return this.#visibleImage(caller, id);
+  }
+
+  async deleteImage(caller: ComputeCaller, id: string): Promise<void> {
+    this.#enter("deleteImage", [caller, id]);
+    this.#ownedImage(caller, id);
+    this.images.delete(id);
+  }
+
+  async setImageMetadata(caller: ComputeCaller, id: string, metadata: Record<string, string>, replace: boolean): Promise<Record<string, string>> {
+    this.#enter("setImageMetadata", [caller, id, metadata, replace]);
+    const image = this.#ownedImage(caller, id);
+    image.metadata = replace ? { ...metadata } : { ...image.metadata, ...metadata };
+    return image.metadata;
+  }
+
+  async deleteImageMetadata(caller: ComputeCaller, id: string, key: string): Promise<void> {
+    this.#enter("deleteImageMetadata", [caller, id, key]);
+    const image = this.#ownedImage(caller, id);
+    if (!Object.hasOwn(image.metadata, key)) throw new ComputeError("ENOT_FOUND", "Invalid metadata key");
+    delete image.metadata[key];
   }
 
   async limits(caller: ComputeCaller): Promise<Record<string, number>> {

@@ -34,6 +34,8 @@ export const statusReasons: Readonly<Record<number, { title: string; explanation
   415: { title: "Unsupported Media Type", explanation: "The request media type is not supported by this server." },
   416: { title: "Requested Range Not Satisfiable", explanation: "The Range requested is not available." },
   422: { title: "Unprocessable Entity", explanation: "Unable to process the contained instructions" },
+  /** Not swob's: Node's HTTP parser refuses such heads before Swift's rules run (serve/framework-errors.ts). */
+  431: { title: "Request Header Fields Too Large", explanation: "The request header fields were too large for this server." },
   500: { title: "Internal Error", explanation: "The server has either erred or is incapable of performing the requested operation." },
   501: { title: "Not Implemented", explanation: "The requested method is not implemented by this server." },
   503: { title: "Service Unavailable", explanation: "The server is currently unavailable. Please try again at a later time." },
@@ -61,6 +63,8 @@ export const pithosErrors = {
   ERANGE_NOT_SATISFIABLE: { status: 416 },
   /** The PUT's ETag header does not match the MD5 of the body (swift.md 5). */
   EETAG_MISMATCH: { status: 422 },
+  /** Request headers over the HTTP server's limit (answered before any route runs). */
+  EHEADERS_TOO_LARGE: { status: 431 },
   EINTERNAL: { status: 500 },
   ENOT_IMPLEMENTED: { status: 501 },
   EUNAVAILABLE: { status: 503 },
