@@ -1,6 +1,11 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { expect, it } from "vitest";
 import { getQuota, listComputeJobs, type ComputeJob } from "../db/index.ts";
 import { describeEachEngine } from "../db/testing/databases.ts";
+import { testPauseDirVariable } from "./steps.ts";
 import { FakeDriver } from "./testing/fake-driver.ts";
 import { computeWorld, type ComputeWorld } from "./testing/world.ts";
 
@@ -107,5 +112,40 @@ describeEachEngine("compute crash recovery", (databases) => {
     await second.idle();
     expect((await second.getServer(w.caller, created.id)).status).toBe("ACTIVE");
     await second.close();
+  });
+
+  it("the test pause hook (test/vm/compute-crash.test.ts) holds a job between two steps until its file goes", async () => {
+    const w = await computeWorld(databases);
+    const pauseDir = await mkdtemp(join(tmpdir(), "okeanos-pause-"));
+    process.env[testPauseDirVariable] = pauseDir;
+    try {
+      const driver = new FakeDriver();
+      const service = w.service({ driver });
+      await service.start();
+      const created = await service.createServer(w.caller, { name: "vm", imageRef: w.imageId, flavorRef: "1" });
+      await service.idle();
+      await writeFile(join(pauseDir, "delete.destroyed"), "");
+      await service.deleteServer(w.caller, created.id);
+      let reached: string | undefined;
+      for (let waited = 0; reached === undefined && waited < 5_000; waited += 20) {
+        reached = await readFile(join(pauseDir, "delete.destroyed.reached"), "utf8").catch(() => undefined);
+        if (reached === undefined) await sleep(20);
+      }
+      expect(reached).toBe(created.id);
+      // Held after the destroy, before the volume's delete.
+      expect(driver.instances.has(created.id)).toBe(false);
+      expect(await w.engine.maps.exists(created.rootVolume)).toBe(true);
+      await rm(join(pauseDir, "delete.destroyed"));
+      await service.idle();
+      expect(await w.engine.maps.exists(created.rootVolume)).toBe(false);
+      expect(jobStates(await listComputeJobs(w.db, created.id))).toEqual([
+        ["create", "done", 1],
+        ["delete", "done", 1],
+      ]);
+      await service.close();
+    } finally {
+      delete process.env[testPauseDirVariable];
+      await rm(pauseDir, { recursive: true, force: true });
+    }
   });
 });

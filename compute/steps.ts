@@ -11,8 +11,12 @@
  *   delete       destroy → delete the volume → give up cancelled freezes → release quota → deleted
  *
  * A step that fails runs the action's compensation (each idempotent too) and the job ends
- * `failed` with the server's new state; which state is in `failure()` below.
+ * `failed` with the server's new state; which state is in `failure()` below. `testPause()`
+ * (the end of the file) is a test hook: test/vm/compute-crash.test.ts kills the process between
+ * named steps with it.
  */
+import { access, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   finishComputeJob,
@@ -149,12 +153,15 @@ async function perform(context: StepContext, job: ComputeJob, server: ComputeSer
 async function create(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
   const args = job.args as unknown as CreateArgs;
   await reserve(context.db, server.id, job.id, `create server ${server.id}`, args.provisions);
+  await testPause("create.reserved", server.id);
   if (!(await context.engine.maps.exists(server.rootVolume))) {
     const image = await resolveImage(context.db, args.imageId, server.userUuid);
     await context.engine.clone(image.mapName, server.rootVolume, { sizeBytes: Math.max(args.rootSizeBytes, image.sizeBytes) });
   }
+  await testPause("create.cloned", server.id);
   await updateComputeServer(context.db, server.id, { progress: 50 }, context.now());
   await context.driver.start(await instanceSpec(bootContext(context), server));
+  await testPause("create.started", server.id);
   await acceptReserved(context.db, server.id, job.id);
   return { state: "done", server: { vmState: "active", powerState: 1, progress: 100, launchedAt: context.now(), fault: null } };
 }
@@ -175,8 +182,11 @@ async function resize(context: StepContext, job: ComputeJob, server: ComputeServ
 }
 
 async function destroy(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
+  await testPause("delete.begun", server.id);
   await context.driver.destroy(server.id);
+  await testPause("delete.destroyed", server.id);
   await deleteVolume(context, server.rootVolume);
+  await testPause("delete.volume-deleted", server.id);
   for (const cancelled of await listComputeJobs(context.db, server.id)) {
     if (cancelled.action === "createImage" && cancelled.error === jobCancelledError) {
       await context.freeze.failFreeze(context.plankton, (cancelled.args as unknown as CreateImageArgs).imageId);
@@ -237,4 +247,31 @@ export async function deleteVolume(context: Pick<StepContext, "engine">, name: s
 
 export function bootContext(context: StepContext): { db: MetadataDatabase; engine: Engine; socketPath: string; stateDir: string } {
   return { db: context.db, engine: context.engine, socketPath: context.nbd.socketPath, stateDir: context.stateDir };
+}
+
+// ── TEST HOOK: pause points, for test/vm/compute-crash.test.ts only ──────────────────────
+
+/**
+ * TEST HOOK. With OKEANOS_COMPUTE_TEST_PAUSE_DIR set (test/vm/compute-crash.test.ts sets it
+ * for the `okeanos serve` it kills; nothing else does), a job reaching pause point P while a
+ * file named P exists in that directory writes `P.reached` there (holding the server's id)
+ * and waits until the file P is removed: the test arms a point, waits for `.reached` and
+ * kills the process exactly between two steps. Unset: one environment lookup per point.
+ */
+export const testPauseDirVariable = "OKEANOS_COMPUTE_TEST_PAUSE_DIR";
+/** Between the steps of create and delete (the table in the header), named after the step just done. */
+export type TestPausePoint = "create.reserved" | "create.cloned" | "create.started" | "delete.begun" | "delete.destroyed" | "delete.volume-deleted";
+/** How often a paused job looks whether its pause file is gone. */
+const testPausePollMs = 50;
+
+async function testPause(point: TestPausePoint, serverId: string): Promise<void> {
+  const dir = process.env[testPauseDirVariable];
+  if (dir === undefined || dir === "") return;
+  const armed = join(dir, point);
+  const present = () => access(armed).then(() => true, () => false);
+  if (!(await present())) return;
+  // Written whole, then renamed: the test must never read a half-written id.
+  await writeFile(`${armed}.reached.partial`, serverId);
+  await rename(`${armed}.reached.partial`, `${armed}.reached`);
+  while (await present()) await sleep(testPausePollMs);
 }

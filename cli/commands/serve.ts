@@ -138,7 +138,8 @@ export const firstUserName = "admin";
 
 async function createFirstUser(db: MetadataDatabase): Promise<FirstUser | undefined> {
   if ((await listUsers(db, { limit: 1 })).length > 0) return undefined;
-  const password = randomBytes(12).toString("base64url");
+  // base64url may begin with "-": printed after `-K` it would read as an option to swift.
+  const password = `p${randomBytes(12).toString("base64url")}`;
   await createUser(db, { name: firstUserName, passwordHash: await hashPassword(password) });
   return { name: firstUserName, password };
 }

@@ -1,6 +1,7 @@
 /**
  * `okeanos --json serve …` as a child process for tests: waits for its JSON banner (stdout),
- * and stops it with SIGTERM, reporting the exit code and everything it wrote to stderr.
+ * and stops it with SIGTERM (a graceful stop) or SIGKILL (a crash), reporting the exit code
+ * and everything it wrote to stderr.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -14,15 +15,23 @@ export interface ServeBanner {
   store: string;
   objectStore: string;
   nbd: string[];
+  /** The Nova API's URL, or null when compute is off. */
+  compute: string | null;
   firstUser?: { name: string; password: string };
 }
 
+/** A serve that prints no banner in this long is stuck (start-up is a few seconds, even loaded). */
+const bannerTimeoutMs = 60_000;
+
 export interface ServeProcess {
   banner: ServeBanner;
+  pid: number;
   /** stdout after the banner (pino's log lines) and stderr, so far. */
   output(): { stdout: string; stderr: string };
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL (a crash); resolves once the process is gone. */
+  kill(): Promise<void>;
 }
 
 /** `args` go after `--json serve`; global options (before `serve`) in `globalArgs`. */
@@ -40,31 +49,49 @@ export async function startServe(
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = once(child, "exit");
   const banner = await new Promise<ServeBanner>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`okeanos serve printed no banner within ${bannerTimeoutMs} ms: ${stderr}`)), bannerTimeoutMs);
     child.stdout.on("data", (chunk: Buffer) => {
       stdout += chunk.toString();
-      const banner = firstJsonDocument(stdout);
-      if (banner !== undefined) resolve(banner as ServeBanner);
+      const banner = bannerIn(stdout);
+      if (banner === undefined) return;
+      clearTimeout(timer);
+      resolve(banner);
     });
-    child.once("exit", (code) => reject(new Error(`okeanos serve exited ${code}: ${stderr}`)));
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`okeanos serve exited (${code ?? signal}): ${stderr}`));
+    });
   });
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
   return {
     banner,
+    pid: child.pid as number,
     output: () => ({ stdout, stderr }),
     async stop() {
-      child.kill("SIGTERM");
-      const [code] = (await exited) as [number | null];
-      return code;
+      if (!gone()) child.kill("SIGTERM");
+      await exited;
+      return child.exitCode;
+    },
+    async kill() {
+      if (!gone()) child.kill("SIGKILL");
+      await exited;
     },
   };
 }
 
-/** The JSON document at the start of `text`, if it is complete (log lines may follow it). */
-function firstJsonDocument(text: string): unknown {
-  for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", end + 1)) {
+/**
+ * The banner in serve's stdout: the one pretty-printed JSON document (its first line is `{`),
+ * among pino's one-line log records, which may come before it (compute's reconcile logs at
+ * start-up); once it is complete.
+ */
+export function bannerIn(stdout: string): ServeBanner | undefined {
+  const start = stdout.startsWith("{\n") ? 0 : stdout.indexOf("\n{\n") + 1;
+  if (start === 0 && !stdout.startsWith("{\n")) return undefined;
+  for (let end = stdout.indexOf("\n}", start); end !== -1; end = stdout.indexOf("\n}", end + 1)) {
     try {
-      return JSON.parse(text.slice(0, end));
+      return JSON.parse(stdout.slice(start, end + 2)) as ServeBanner;
     } catch {
-      // not a whole document yet
+      // not the whole document yet
     }
   }
   return undefined;

@@ -20,32 +20,21 @@
  *
  * Needs qemu-system-x86, e2fsprogs, genisoimage, apt (the guest, test/vm/README.md) and
  * python3-openstackclient: without them the test is skipped with a warning, and fails under
- * CI=true. Slow: every `openstack` command starts Python (3–6 s), every boot is TCG.
+ * CI=true. Slow: every `openstack` command starts Python (3–6 s), every boot is TCG. The setup
+ * (store, database, alice, serve, clients, the guest's images) is compute-setup.ts, shared
+ * with compute-crash.test.ts.
  */
-import { execFile } from "node:child_process";
-import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { randomBytes } from "node:crypto";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openObjectStore } from "../../engine/blocker/open-store.ts";
 import { Engine } from "../../engine/engine.ts";
-import { runCli } from "../../cli/testing/run-cli.ts";
-import { startServe, type ServeProcess } from "../../cli/testing/serve-process.ts";
-import { bootTimeoutMs, buildGuest, guestBuildTimeoutMs, hostTools, missingTools, runTool, type Guest } from "./harness.ts";
+import { setUpCompute, sha256, skipComputeTest, sleep, sshPublicKey, uploadGuestImages, type ComputeBed } from "./compute-setup.ts";
+import { bootTimeoutMs, guestBuildTimeoutMs } from "./harness.ts";
 
-const ci = process.env["CI"] === "true";
-// Debian's client and its Python first: no virtualenv's openstack.
-const clientPath = `/usr/bin:${process.env["PATH"] ?? ""}`;
-const missing = missingTools([...hostTools, "genisoimage"]).concat(missingTools(["openstack"]).length > 0 ? ["openstack"] : []);
-const install = "apt-get install qemu-system-x86 e2fsprogs genisoimage python3-openstackclient (test/vm/README.md)";
-if (missing.length > 0 && !ci) console.warn(`\n*** test/vm/compute SKIPPED: ${missing.join(", ")} not found. To run it: ${install} ***\n`);
+const skipped = skipComputeTest("compute");
 
-/** The root file system: big enough for ext4's journal, 64 blocks of 1 MiB. */
-const rootBytes = 64 * 1024 * 1024;
-const blockSizeArgument = "1M";
-/** An `openstack` command: Python start-up, authentication, the request (and --wait's 5 s polls). */
-const clientTimeoutMs = 300_000;
 /** The guest's line appears a few seconds after ACTIVE under TCG; allow a loaded machine. */
 const consoleTimeoutMs = bootTimeoutMs;
 const testTimeoutMs = 20 * 60_000;
@@ -54,65 +43,17 @@ const testTimeoutMs = 20 * 60_000;
 const cpuLimit = 2;
 const hugeVcpus = cpuLimit + 2;
 
-/** An OpenSSH ed25519 public key line: "ssh-ed25519", base64 of two SSH strings (RFC 8709 section 4), a comment. */
-function sshPublicKey(comment: string): string {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  const raw = Buffer.from(publicKey.export({ format: "jwk" }).x as string, "base64url");
-  const sshString = (data: Buffer) => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(data.length);
-    return Buffer.concat([length, data]);
-  };
-  return `ssh-ed25519 ${Buffer.concat([sshString(Buffer.from("ssh-ed25519")), sshString(raw)]).toString("base64")} ${comment}`;
-}
-
-function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-describe.skipIf(missing.length > 0 && !ci)("compute: servers on QEMU through the openstack client", () => {
-  let dir: string;
-  let storeDir: string;
-  let database: string;
-  let served: ServeProcess;
-  let guest: Guest;
-  const password = `pw-${randomBytes(6).toString("hex")}`;
-  let aliceUuid: string;
-
-  const okeanos = async (...args: string[]): Promise<string> => {
-    const result = await runCli(["--store", `file:${storeDir}`, ...args], { env: { OKEANOS_DATABASE: database, OKEANOS_COMPUTE_DIR: join(dir, "compute") }, cwd: dir });
-    if (result.code !== 0) throw new Error(`okeanos ${args.join(" ")} exited ${result.code}: ${result.stderr}`);
-    return result.stdout;
-  };
-
-  const osAuth = () => [
-    "--os-auth-url", `${served.banner.baseUrl}/identity/v3`, "--os-identity-api-version", "3",
-    "--os-username", "alice", "--os-password", password, "--os-project-name", "alice",
-    "--os-user-domain-name", "Default", "--os-project-domain-name", "Default",
-  ];
-  const clientEnv = () => ({ PATH: clientPath, HOME: dir, OS_CLOUD: "", OS_AUTH_URL: "" });
-
-  /** `openstack …` as alice: its exit code and output. */
-  const openstackRun = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      execFile("openstack", [...osAuth(), ...args], { cwd: dir, env: { ...process.env, ...clientEnv() }, timeout: clientTimeoutMs, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr: error !== null && stderr === "" ? String(error) : stderr });
-      });
-    });
-  const openstack = async (...args: string[]): Promise<string> => {
-    const result = await openstackRun(...args);
-    if (result.code !== 0) throw new Error(`openstack ${args.join(" ")} exited ${result.code}\n${result.stderr}\n${result.stdout}`);
-    return result.stdout;
-  };
-  const json = async <T = Record<string, unknown>>(...args: string[]): Promise<T> => JSON.parse(await openstack(...args, "-f", "json")) as T;
+describe.skipIf(skipped)("compute: servers on QEMU through the openstack client", () => {
+  let bed: ComputeBed;
+  const okeanos = (...args: string[]) => bed.okeanos(...args);
+  const openstackRun = (...args: string[]) => bed.openstackRun(...args);
+  const openstack = (...args: string[]) => bed.openstack(...args);
+  const json = <T = Record<string, unknown>>(...args: string[]) => bed.json<T>(...args);
+  const usage = () => bed.usage();
 
   /** The content-addressed block objects in the store now (`b.<hash>`), by hash. */
   const contentBlocks = async (): Promise<Set<string>> => {
-    const engine = await Engine.open(await openObjectStore(`file:${storeDir}`));
+    const engine = await Engine.open(await openObjectStore(`file:${bed.storeDir}`));
     try {
       const hashes = new Set<string>();
       for await (const name of engine.objects.list("b.")) hashes.add(name.slice(2));
@@ -125,15 +66,9 @@ describe.skipIf(missing.length > 0 && !ci)("compute: servers on QEMU through the
   /** An image's block hashes, as Pithos+ lists its file's hashmap (images/<id> in the owner's account). */
   const imageHashes = async (imageId: string): Promise<string[]> => {
     const token = (await openstack("token", "issue", "-f", "value", "-c", "id")).trim();
-    const answer = await fetch(`${served.banner.objectStore}/AUTH_${aliceUuid}/images/${imageId}?hashmap&format=json`, { headers: { "x-auth-token": token } });
+    const answer = await fetch(`${bed.serve.banner.objectStore}/AUTH_${bed.aliceUuid}/images/${imageId}?hashmap&format=json`, { headers: { "x-auth-token": token } });
     expect(answer.status, await answer.clone().text()).toBe(200);
     return ((await answer.json()) as { hashes: string[] }).hashes;
-  };
-
-  /** alice's usage of each quota resource. */
-  const usage = async (): Promise<Record<string, number>> => {
-    const { quotas } = JSON.parse(await okeanos("--json", "quota", "show", "alice")) as { quotas: Array<{ resource: string; usage: number }> };
-    return Object.fromEntries(quotas.map((quota) => [quota.resource, quota.usage]));
   };
 
   /** Waits until the console log holds `count` cloud lines; returns the last one's fields. */
@@ -164,33 +99,14 @@ describe.skipIf(missing.length > 0 && !ci)("compute: servers on QEMU through the
   };
 
   beforeAll(async () => {
-    if (missing.length > 0) throw new Error(`CI=true and host tools are missing: ${missing.join(", ")}. ${install}`);
-    dir = await mkdtemp(join(tmpdir(), "okeanos-compute-"));
-    storeDir = join(dir, "store");
-    database = `sqlite:${join(dir, "okeanos.db")}`;
-    guest = await buildGuest();
-    const initialised = await runCli(["--store", `file:${storeDir}`, "store", "init", "--block-size", blockSizeArgument], { cwd: dir });
-    expect(initialised.code, initialised.stderr).toBe(0);
-    const created = JSON.parse(await okeanos("--json", "user", "create", "alice", "--password", password)) as { uuid: string };
-    aliceUuid = created.uuid;
-    await okeanos("quota", "set", "alice", "compute.cpu", String(cpuLimit));
-    served = await startServe(["--port", "0", "--compute-dir", join(dir, "compute"), "--log-level", "warn"], {
-      cwd: dir,
-      env: { OKEANOS_DATABASE: database },
-      globalArgs: ["--store", `file:${storeDir}`],
-    });
-    // DEPENDS ON: compute wired into okeanos serve (its banner names the Nova endpoint).
-    const banner = served.banner as typeof served.banner & { compute?: string | null };
-    if (typeof banner.compute !== "string") throw new Error(`okeanos serve runs no compute service (banner: ${JSON.stringify(served.banner)}; ${served.output().stderr})`);
+    bed = await setUpCompute({ name: "compute", cpuLimit });
   }, guestBuildTimeoutMs + 60_000);
 
   afterAll(async () => {
     // Servers outlive okeanos serve (QEMU -daemonize): delete whatever a failed run left.
-    if (served !== undefined) {
-      for (const name of ["vm1", "vm2", "vm-big"]) await openstackRun("server", "delete", "--wait", name);
-      await served.stop();
-    }
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    if (bed === undefined) return;
+    for (const name of ["vm1", "vm2", "vm-big"]) await openstackRun("server", "delete", "--wait", name);
+    await bed.cleanUp();
   });
 
   it(
@@ -198,23 +114,7 @@ describe.skipIf(missing.length > 0 && !ci)("compute: servers on QEMU through the
     async () => {
       // ── images: kernel, initramfs, and an ext4 root made on the host ───────────
       const note = randomBytes(6).toString("hex");
-      const kernel = await json("image", "create", "--disk-format", "aki", "--container-format", "aki", "--file", guest.kernelPath, "guest-kernel");
-      const initrd = await json("image", "create", "--disk-format", "ari", "--container-format", "ari", "--file", guest.initrdPath, "guest-initrd");
-      const source = join(dir, "root-source");
-      await mkdir(source);
-      await writeFile(join(source, "hello.txt"), "made on the host\n");
-      const rootPath = join(dir, "root.raw");
-      const rootFile = await open(rootPath, "w");
-      await rootFile.truncate(rootBytes);
-      await rootFile.close();
-      await runTool("mkfs.ext4", ["-q", "-F", "-L", "root", "-d", source, rootPath]);
-      // What the guest's /init needs on its command line (guest-init.sh; harness.ts startGuest).
-      const commandLine = `console=ttyS0 loglevel=5 panic=-1 okeanos.task=cloud okeanos.note=${note}`;
-      const root = await json(
-        "image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", rootPath,
-        "--property", `kernel_id=${String(kernel["id"])}`, "--property", `ramdisk_id=${String(initrd["id"])}`,
-        "--property", `os_command_line=${commandLine}`, "guest-root",
-      );
+      const { root, commandLine } = await uploadGuestImages(bed, note);
       // The client prints the image as created, before the upload: read it back.
       expect((await json("image", "show", String(root["id"])))["status"]).toBe("active");
       const blocksAfterUpload = await contentBlocks();
@@ -223,8 +123,8 @@ describe.skipIf(missing.length > 0 && !ci)("compute: servers on QEMU through the
       await okeanos("flavor", "create", "m1.test", "--vcpus", "1", "--ram", "256M", "--disk", "1G", "--id", "1");
       await okeanos("flavor", "create", "m1.huge", "--vcpus", String(hugeVcpus), "--ram", "256M", "--disk", "1G", "--id", "2");
       const publicKey = sshPublicKey("alice@okeanos-test");
-      await writeFile(join(dir, "key.pub"), `${publicKey}\n`);
-      await json("keypair", "create", "--public-key", join(dir, "key.pub"), "k1");
+      await writeFile(join(bed.dir, "key.pub"), `${publicKey}\n`);
+      await json("keypair", "create", "--public-key", join(bed.dir, "key.pub"), "k1");
       const usageBefore = await usage();
 
       // ── create: ACTIVE; the guest sees its hostname and key ─────────────────────
@@ -328,7 +228,7 @@ describe.skipIf(missing.length > 0 && !ci)("compute: servers on QEMU through the
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toMatch(new RegExp(`Quota exceeded for cores: Requested ${hugeVcpus}, but already used 2 of ${cpuLimit} cores \\(HTTP 403\\)`));
       const token = (await openstack("token", "issue", "-f", "value", "-c", "id")).trim();
-      const body = await fetch(`${served.banner.baseUrl}/compute/v2.1/servers`, {
+      const body = await fetch(`${bed.serve.banner.baseUrl}/compute/v2.1/servers`, {
         method: "POST",
         headers: { "x-auth-token": token, "content-type": "application/json" },
         body: JSON.stringify({ server: { name: "vm-big", imageRef: String(root["id"]), flavorRef: "2" } }),
