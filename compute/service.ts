@@ -47,6 +47,7 @@ import type { ComputeApi, ComputeCaller, ConsoleLocation, CreateServerRequest, F
 import { createProvisions, rejectReserved, reserve, resizeProvisions } from "./quota.ts";
 import { reconcile, type ReconcileReport } from "./reconcile.ts";
 import { checkServerName, dbCall, flavorView, keypairView, nameMatcher, serverNotFound, serverView, toComputeError } from "./views.ts";
+import { powerSyncIntervalMsDefault, syncPowerStates } from "./power-sync.ts";
 import { runJob, type CreateArgs, type FreezeFunctions, type Logger, type ResizeArgs, type StepContext } from "./steps.ts";
 
 /** Nova's graceful shutdown timeout (`shutdown_timeout`, 60 s) before a hard stop. */
@@ -74,6 +75,8 @@ export interface ComputeServiceOptions {
   /** Tests stub the freeze; gateways/plankton/freeze.ts otherwise. */
   freeze?: FreezeFunctions;
   pollMs?: number;
+  /** Between two power-state syncs while the worker runs (power-sync.ts); 0 turns them off. */
+  powerSyncIntervalMs?: number;
 }
 
 /** A console token's ticket: where to connect, once, until it expires. */
@@ -90,6 +93,9 @@ export class ComputeService implements ComputeApi, ConsoleTokenResolver {
   readonly #context: StepContext;
   readonly #worker: JobWorker | undefined;
   readonly #consoles = new Map<string, ConsoleTicket>();
+  readonly #powerSyncIntervalMs: number;
+  #powerSyncTimer: NodeJS.Timeout | undefined;
+  #powerSyncRunning: Promise<unknown> | undefined;
 
   constructor(options: ComputeServiceOptions) {
     this.db = options.db;
@@ -105,6 +111,7 @@ export class ComputeService implements ComputeApi, ConsoleTokenResolver {
       freeze: options.freeze ?? freezeModule,
       now: options.now ?? Date.now,
     };
+    this.#powerSyncIntervalMs = options.powerSyncIntervalMs ?? powerSyncIntervalMsDefault;
     this.#worker = options.worker
       ? new JobWorker({ db: options.db, run: (job) => runJob(this.#context, job), logger: this.#context.logger, now: this.#context.now, ...(options.pollMs !== undefined && { pollMs: options.pollMs }) })
       : undefined;
@@ -115,11 +122,20 @@ export class ComputeService implements ComputeApi, ConsoleTokenResolver {
     if (this.#worker === undefined) return undefined;
     const report = await reconcile(this.#context);
     await this.#worker.start();
+    if (this.#powerSyncIntervalMs > 0) {
+      this.#powerSyncTimer = setInterval(() => {
+        // One pass at a time: a slow hypervisor must not pile passes up.
+        this.#powerSyncRunning ??= syncPowerStates(this.#context).finally(() => (this.#powerSyncRunning = undefined));
+      }, this.#powerSyncIntervalMs);
+      this.#powerSyncTimer.unref();
+    }
     return report;
   }
 
-  /** Stops the worker; waits for its jobs unless `abandon` (tests simulating a crash). */
+  /** Stops the worker and the power-state sync; waits for jobs unless `abandon` (tests simulating a crash). */
   async close(options: { abandon?: boolean } = {}): Promise<void> {
+    clearInterval(this.#powerSyncTimer);
+    await this.#powerSyncRunning;
     await this.#worker?.stop(options);
   }
 
