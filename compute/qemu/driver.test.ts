@@ -10,6 +10,7 @@
  * The rest needs no boot. Needs qemu-system-x86, genisoimage and apt (test/vm/README.md):
  * skipped with a loud warning without them, failed under CI=true.
  */
+import { spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";
@@ -233,6 +234,32 @@ describe.skipIf(!haveTools)("QemuDriver on qemu-system-x86_64", () => {
     await driver.stop(id, { graceMs }); // nothing to stop, and the worker is not signalled
     await driver.destroy(id);
     expect(await driver.list()).not.toContain(id);
+  });
+
+  it("a QEMU found starting (pid file, no monitor yet) is waited for: never ready is an error, one that dies is started afresh", async () => {
+    // A stand-in for a QEMU interrupted in its start-up: its command line names the pid file
+    // (so it is "ours"), but it opens no monitor.
+    const spec = { ...specFor("disk", "console=ttyS0"), rootDisk: { socketPath: join(dir, "nobody.sock"), exportName: "disk" } };
+    const layout = driver.layout(spec.id);
+    await mkdir(layout.dir, { recursive: true });
+    const starting = spawn(process.execPath, ["-e", "setTimeout(() => {}, 600000)", "--", "-pidfile", layout.pidFile], { stdio: "ignore" });
+    try {
+      await writeFile(layout.pidFile, `${starting.pid}\n`);
+      const impatient = new QemuDriver({ stateDir, startTimeoutMs: 1500 });
+      const never = await impatient.start(spec).catch((caught: unknown) => caught);
+      expect(isComputeError(never, "EHYPERVISOR")).toBe(true);
+      expect((never as Error).message).toMatch(/monitor did not answer/);
+
+      // It dies while we wait: a new QEMU is launched (and here refuses: no NBD server there).
+      const waiting = impatient.start(spec).catch((caught: unknown) => caught);
+      setTimeout(() => starting.kill("SIGKILL"), 300);
+      const relaunched = await waiting;
+      expect(isComputeError(relaunched, "EHYPERVISOR")).toBe(true);
+      expect((relaunched as Error).message).toMatch(/nobody\.sock/);
+    } finally {
+      starting.kill("SIGKILL");
+      await driver.destroy(spec.id);
+    }
   });
 
   it("unknown instances: shutdown, an empty console log, no VNC", async () => {

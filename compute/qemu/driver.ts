@@ -23,6 +23,10 @@ import { isQmpError, qmpExecute } from "./qmp.ts";
 
 /** QEMU's first process returns once the machine is built and the NBD disks connected; a loaded host may take many seconds. */
 export const startTimeoutMsDefault = 60_000;
+/** One readiness probe of a QEMU found starting: a local monitor answers at once when it is up. */
+const readyProbeTimeoutMs = 1000;
+/** Between readiness probes. */
+const readyPollMs = 200;
 /** One QMP session (connect, greeting, one command); status() falls back to the pid when it times out. */
 export const qmpTimeoutMsDefault = 10_000;
 /** After `quit` QEMU closes (flushes) the disks and exits: quick unless an NBD server hangs. */
@@ -187,7 +191,10 @@ export class QemuDriver implements HypervisorDriver {
   // ── the actions, called inside #serialized ─────────────────────────────────────
 
   async #start(spec: InstanceSpec, layout: InstanceLayout): Promise<void> {
-    if ((await instancePid(layout.pidFile)) !== undefined) return;
+    const existing = await instancePid(layout.pidFile);
+    // QEMU writes its pid file early in its start-up; a launch interrupted by a crash of
+    // `okeanos serve` leaves one whose QEMU may still fail. Running means its monitor answers.
+    if (existing !== undefined && (await this.#waitUntilReady(layout, existing))) return;
     // No pid file of ours, but a monitor answering: a QEMU we cannot account for would share
     // the sockets and write the same volume. Refuse rather than start a second one.
     if (await socketAnswers(layout.qmpSocket)) {
@@ -206,6 +213,27 @@ export class QemuDriver implements HypervisorDriver {
     });
     if ((await instancePid(layout.pidFile)) === undefined) {
       throw new ComputeError("EHYPERVISOR", `${this.#binary} started but no process of instance ${spec.id} runs:\n${await tail(layout.qemuLog, logTailBytes)}`);
+    }
+  }
+
+  /**
+   * True once the instance's monitor answers; false if its process exits first (then it never
+   * became ready, and a new QEMU may start); EHYPERVISOR if neither happens in startTimeoutMs.
+   */
+  async #waitUntilReady(layout: InstanceLayout, pid: number): Promise<boolean> {
+    const deadline = performance.now() + this.#startTimeoutMs;
+    for (;;) {
+      try {
+        await qmpExecute(layout.qmpSocket, "query-status", undefined, { timeoutMs: Math.min(this.#qmpTimeoutMs, readyProbeTimeoutMs) });
+        return true;
+      } catch (error) {
+        if (!isQmpError(error)) throw error;
+      }
+      if ((await instancePid(layout.pidFile)) !== pid) return false;
+      if (performance.now() >= deadline) {
+        throw new ComputeError("EHYPERVISOR", `instance process ${pid} runs but its monitor did not answer within ${this.#startTimeoutMs} ms`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, readyPollMs));
     }
   }
 
