@@ -85,3 +85,31 @@ describe("okeanos gc --database", () => {
     expect(again.removedObjects).toBe(0);
   });
 });
+
+describe("okeanos gc while a volume is open for writing", () => {
+  it("leaves content blocks alone and says why", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "okeanos-gc-busy-"));
+    try {
+      const storeDir = join(dir, "store");
+      const okeanos = cliFor(storeDir, { env: { OKEANOS_DATABASE: undefined } });
+      const engine = await Engine.init(await FileObjectStore.open(storeDir), { blockSizeBytes });
+      try {
+        await engine.createVolume("busy", 4 * blockSizeBytes);
+        const volume = await engine.openVolume("busy");
+        try {
+          await volume.write(0, Buffer.alloc(blockSizeBytes, 7));
+          await volume.flush();
+          const result = await okeanos("gc", "--grace", "0");
+          expect(result.code).toBe(0);
+          expect(result.stdout).toMatch(/^Content blocks were not swept \(1 map\(s\) locked by a writer or hasher\); run gc again later\.$/m);
+        } finally {
+          await volume.close();
+        }
+      } finally {
+        await engine.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

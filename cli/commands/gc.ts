@@ -95,7 +95,8 @@ function engineLines(result: GcResult, graceMs: number, dryRun: boolean): string
     ]),
   );
   if (result.contentSweepSkipped) {
-    lines.push("Content blocks were not swept: a volume is open for writing or being hashed; run gc again later.");
+    const why = result.contentSweepSkippedReason ?? "a volume is open for writing or being hashed";
+    lines.push(`Content blocks were not swept (${why}); run gc again later.`);
   }
   return lines;
 }
