@@ -34,8 +34,13 @@
  *
  *   compute_servers ─┬─< compute_server_metadata     (server, key)
  *                    ├─< compute_jobs                 (the durable job queue; ≤ 1 queued, ≤ 1 running)
- *                    └─< compute_volume_attachments   (extra engine volumes)
+ *                    └─< compute_volume_attachments >── volumes   (one server per volume)
  *   compute_servers.flavor_id ··· compute_flavors.id  (no foreign key: the figures are copied)
+ *
+ * Volumes (gateways/volumes/, Cinder v3 subset; migration 0006):
+ *
+ *   volumes ─┬─< volume_metadata   (volume, key)
+ *            └·· volume_snapshots  (no foreign key: the service refuses to delete a volume with snapshots)
  */
 import type { Generated } from "kysely";
 
@@ -393,14 +398,67 @@ export interface ComputeJobsTable {
   updated_at: number;
 }
 
+/** Attach state of one volume on one server (migration 0006); the volume is in-use while a row names it. */
+export type ComputeAttachmentState = "attaching" | "attached" | "detaching";
+
 export interface ComputeVolumeAttachmentsTable {
+  /** Nova's attachment id. */
   id: string;
   server_id: string;
-  /** The engine volume; attached to at most one server. */
-  volume_name: string;
-  /** `/dev/vdb`… as the guest is expected to see it. */
+  /** The volume (volumes.id); attached to at most one server (unique). */
+  volume_id: string;
+  /** `/dev/vdb`… as the guest is expected to see it; unique per server. */
   device: string;
+  state: ComputeAttachmentState;
   created_at: number;
+  updated_at: number;
+}
+
+/** Cinder's volume statuses that are stored; attaching/in-use/detaching come from the attachment. */
+export type VolumeStatus = "creating" | "available" | "extending" | "deleting" | "error" | "error_deleting" | "error_extending";
+
+/** A block-storage volume (gateways/volumes/): an engine volume with an owner and a size. */
+export interface VolumesTable {
+  id: string;
+  /** The owner (tenant = user in our identity). */
+  user_uuid: string;
+  name: string;
+  description: string | null;
+  /** Cinder sizes are whole GiB; the engine volume is exactly this size. */
+  size_gib: number;
+  status: VolumeStatus;
+  /** The engine volume, `volume-<id>`. */
+  engine_name: string;
+  /** 1 when created from an image (Cinder's bootable flag). */
+  bootable: number;
+  /** The source it was cloned from, at most one of the three. */
+  image_id: string | null;
+  snapshot_id: string | null;
+  source_volid: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface VolumeMetadataTable {
+  volume_id: string;
+  key: string;
+  value: string;
+}
+
+export type VolumeSnapshotStatus = "creating" | "available" | "deleting" | "error" | "error_deleting";
+
+/** A snapshot of a volume: an engine snapshot map, `volsnap-<id>`. */
+export interface VolumeSnapshotsTable {
+  id: string;
+  user_uuid: string;
+  volume_id: string;
+  name: string;
+  description: string | null;
+  size_gib: number;
+  status: VolumeSnapshotStatus;
+  engine_name: string;
+  created_at: number;
+  updated_at: number;
 }
 
 export interface Database {
@@ -423,4 +481,7 @@ export interface Database {
   compute_server_metadata: ComputeServerMetadataTable;
   compute_jobs: ComputeJobsTable;
   compute_volume_attachments: ComputeVolumeAttachmentsTable;
+  volumes: VolumesTable;
+  volume_metadata: VolumeMetadataTable;
+  volume_snapshots: VolumeSnapshotsTable;
 }

@@ -16,6 +16,7 @@ import * as pithos from "./0002-pithos.ts";
 import * as plankton from "./0003-plankton.ts";
 import * as compute from "./0004-compute.ts";
 import * as pithosCharges from "./0005-pithos-charges.ts";
+import * as volumes from "./0006-volumes.ts";
 
 interface EngineMigration {
   up(db: Kysely<unknown>, engine: DatabaseEngine): Promise<void>;
@@ -29,6 +30,7 @@ const migrations: ReadonlyArray<readonly [string, EngineMigration]> = [
   ["0003-plankton", plankton],
   ["0004-compute", compute],
   ["0005-pithos-charges", pithosCharges],
+  ["0006-volumes", volumes],
 ];
 
 export const migrationNames: readonly string[] = migrations.map(([name]) => name);

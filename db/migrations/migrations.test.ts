@@ -7,6 +7,7 @@ const identityTables = ["commission_provisions", "commissions", "quota_holdings"
 const pithosTables = ["pithos_accounts", "pithos_containers", "pithos_groups", "pithos_objects", "pithos_sharing", "pithos_versions"];
 const planktonTables = ["plankton_images"];
 const computeTables = ["compute_flavors", "compute_jobs", "compute_keypairs", "compute_server_metadata", "compute_servers", "compute_volume_attachments"];
+const volumeTables = ["volume_metadata", "volume_snapshots", "volumes"];
 
 describeEachEngine("migrations", (databases) => {
   it("run up from an empty database, then find nothing more to do", async () => {
@@ -14,7 +15,7 @@ describeEachEngine("migrations", (databases) => {
     const results = await migrateToLatest(db);
     expect(results.map((r) => [r.migrationName, r.direction, r.status])).toEqual(migrationNames.map((name) => [name, "Up", "Success"]));
     const tables = (await db.kysely.introspection.getTables()).map((t) => t.name).sort();
-    expect(tables).toEqual([...identityTables, ...pithosTables, ...planktonTables, ...computeTables].sort());
+    expect(tables).toEqual([...identityTables, ...pithosTables, ...planktonTables, ...computeTables, ...volumeTables].sort());
     expect(await migrateToLatest(db)).toEqual([]);
   });
 
@@ -98,6 +99,6 @@ describeEachEngine("migrations", (databases) => {
 
 describe("latestMigration", () => {
   it("names the last migration", () => {
-    expect(latestMigration).toBe("0005-pithos-charges");
+    expect(latestMigration).toBe("0006-volumes");
   });
 });
