@@ -4,7 +4,7 @@
  * before reconcile restarts anything) and stopped before it; servers keep running across a
  * restart of `okeanos serve` (QEMU reconnects to the NBD socket, compute/qemu).
  *
- * Compute is on when QEMU is installed; without it `okeanos serve` still serves storage and
+ * Compute is on when QEMU and genisoimage (the NoCloud seed) are installed; without them `okeanos serve` still serves storage and
  * says why compute is off, so the embedded quick start needs nothing but Node.
  */
 import { accessSync, constants } from "node:fs";
@@ -20,16 +20,22 @@ export const qemuBinaryDefault = "qemu-system-x86_64";
 
 /** Why compute cannot run here, or undefined when it can. */
 export function computeUnavailable(binary = qemuBinaryDefault): string | undefined {
+  const missing = [binary, "genisoimage"].filter((program) => !onPath(program));
+  if (missing.length === 0) return undefined;
+  return `${missing.join(" and ")} not found (apt-get install qemu-system-x86 genisoimage)`;
+}
+
+function onPath(program: string): boolean {
   for (const dir of (process.env["PATH"] ?? "").split(delimiter)) {
     if (dir === "") continue;
     try {
-      accessSync(join(dir, binary), constants.X_OK);
-      return undefined;
+      accessSync(join(dir, program), constants.X_OK);
+      return true;
     } catch {
       // not in this directory
     }
   }
-  return `${binary} not found (apt-get install qemu-system-x86 genisoimage)`;
+  return false;
 }
 
 /** Makes the compute directory (private: it holds VNC and QMP sockets) and says where things go. */
