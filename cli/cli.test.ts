@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../engine/engine.ts";
 import { openObjectStore } from "../engine/blocker/open-store.ts";
 import { cliFor, ok, okJson, runCli, type CliResult } from "./testing/run-cli.ts";
+import { commandNamed } from "./main.ts";
 
 const blockSizeBytes = 64 * 1024;
 
@@ -336,5 +337,20 @@ describe("options, help and version", () => {
     const bare = await runCli(["volume"]);
     expect(bare.code).toBe(2);
     expect(bare.stderr).toMatch(/^Usage: okeanos volume/);
+  });
+});
+
+describe("commandNamed: which command module main loads", () => {
+  it("finds the command after global options, with or without values", () => {
+    expect(commandNamed(["volume", "list"])).toBe("volume");
+    expect(commandNamed(["--store", "rados:pool", "--ceph-id", "admin", "--json", "nbd", "serve"])).toBe("nbd");
+    expect(commandNamed(["--store=file:/x", "server", "list"])).toBe("server");
+  });
+
+  it("loads every command for help, a typo (for its suggestion) or no command", () => {
+    expect(commandNamed([])).toBeUndefined();
+    expect(commandNamed(["--help"])).toBeUndefined();
+    expect(commandNamed(["volum", "list"])).toBeUndefined();
+    expect(commandNamed(["--store", "volume"])).toBeUndefined();
   });
 });

@@ -7,20 +7,53 @@ import { dirname, join } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { storeUriDefault } from "./context.ts";
 import { errorLines, exitCodeOf, exitCodes } from "./output.ts";
-import { registerFileCommands } from "./commands/file.ts";
-import { registerFlavorCommands } from "./commands/flavor.ts";
-import { registerServerCommands } from "./commands/server.ts";
-import { registerImageCommands } from "./commands/image.ts";
-import { registerGcCommand } from "./commands/gc.ts";
-import { registerNbdCommands } from "./commands/nbd.ts";
-import { registerServeCommand } from "./commands/serve.ts";
-import { registerQuotaCommands } from "./commands/quota.ts";
-import { registerTokenCommands } from "./commands/token.ts";
-import { registerUserCommands } from "./commands/user.ts";
-import { registerStoreCommands } from "./commands/store.ts";
-import { registerVolumeCommands } from "./commands/volume.ts";
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Each top-level command's module, loaded only when that command runs: a command then starts
+ * without parsing the others (the database driver, the HTTP server, QEMU's driver…), which
+ * is most of a short command's wall time. Order is the help's order.
+ */
+const commandModules: ReadonlyArray<readonly [string, () => Promise<Register>]> = [
+  ["store", async () => (await import("./commands/store.ts")).registerStoreCommands],
+  ["volume", async () => (await import("./commands/volume.ts")).registerVolumeCommands],
+  ["gc", async () => (await import("./commands/gc.ts")).registerGcCommand],
+  ["nbd", async () => (await import("./commands/nbd.ts")).registerNbdCommands],
+  ["serve", async () => (await import("./commands/serve.ts")).registerServeCommand],
+  ["user", async () => (await import("./commands/user.ts")).registerUserCommands],
+  ["token", async () => (await import("./commands/token.ts")).registerTokenCommands],
+  ["quota", async () => (await import("./commands/quota.ts")).registerQuotaCommands],
+  ["file", async () => (await import("./commands/file.ts")).registerFileCommands],
+  ["image", async () => (await import("./commands/image.ts")).registerImageCommands],
+  ["flavor", async () => (await import("./commands/flavor.ts")).registerFlavorCommands],
+  ["server", async () => (await import("./commands/server.ts")).registerServerCommands],
+];
+
+/** The program's global options that take a value (the rest are flags). */
+const globalOptionsWithValue = new Set(["--store", "--ceph-conf", "--ceph-id"]);
+
+/**
+ * The command the arguments name, when it is one of ours; otherwise (help, a typo that
+ * deserves a suggestion, no command at all) undefined, and every command is loaded.
+ */
+export function commandNamed(args: readonly string[]): string | undefined {
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!;
+    if (arg === "--") return undefined;
+    if (arg.startsWith("-")) {
+      if (globalOptionsWithValue.has(arg)) index++;
+      continue;
+    }
+    return commandModules.some(([name]) => name === arg) ? arg : undefined;
+  }
+  return undefined;
+}
+
+/** The program with every command, or only the one `args` runs. */
+export async function buildProgram(args?: readonly string[]): Promise<Command> {
+  const only = args === undefined ? undefined : commandNamed(args);
+  const registers = await Promise.all(commandModules.filter(([name]) => only === undefined || name === only).map(([, load]) => load()));
   const program = new Command("okeanos")
     .description("storage-first IaaS: volumes of fixed-size blocks with copy-on-write snapshots and clones")
     .version(packageVersion(), "-V, --version", "print the version")
@@ -45,25 +78,14 @@ Examples:
 
 Run \`okeanos <command> --help\` for a command's options and examples.`,
     );
-  registerStoreCommands(program);
-  registerVolumeCommands(program);
-  registerGcCommand(program);
-  registerNbdCommands(program);
-  registerServeCommand(program);
-  registerUserCommands(program);
-  registerTokenCommands(program);
-  registerQuotaCommands(program);
-  registerFileCommands(program);
-  registerImageCommands(program);
-  registerFlavorCommands(program);
-  registerServerCommands(program);
+  for (const register of registers) register(program);
   return program;
 }
 
 /** Runs one command line (without `node` and the script); returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync([...args], { from: "user" });
+    await (await buildProgram(args)).parseAsync([...args], { from: "user" });
     return exitCodes.ok;
   } catch (error) {
     // --help, --version, and a bare group like `okeanos volume` print help and stop.

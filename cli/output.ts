@@ -10,7 +10,7 @@ import { CommanderError } from "commander";
 import Table from "cli-table3";
 import cliProgress from "cli-progress";
 import { isComputeError, type ComputeErrorCode } from "../compute/errors.ts";
-import { isDbError, type DbErrorCode } from "../db/index.ts";
+import { isDbError, type DbErrorCode } from "../db/errors.ts";
 import { isEngineError, type EngineErrorCode } from "../engine/errors.ts";
 import { isRemoteError, type RemoteErrorCode } from "./pithos-client/errors.ts";
 

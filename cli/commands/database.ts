@@ -3,7 +3,7 @@
  * the metadata database with migrations run.
  */
 import { Option, type Command } from "commander";
-import { migrateToLatest, openDatabase, type MetadataDatabase } from "../../db/index.ts";
+import type { MetadataDatabase } from "../../db/index.ts";
 
 /** Beside the file store's default `./data`, so one folder holds a whole embedded install. */
 export const databaseUrlDefault = "sqlite:./data/okeanos.db";
@@ -18,6 +18,9 @@ export function databaseUrl(command: Command): string {
 
 /** Opens and migrates the database, runs `action`, closes it. DbErrors pass through: output.ts gives each code its exit code. */
 export async function withDatabase<T>(url: string, action: (db: MetadataDatabase) => Promise<T>): Promise<T> {
+  // Loaded here, not at the top: the database layer (Kysely, pg) is a third of a short
+  // command's start-up, and engine-only commands never need it.
+  const { migrateToLatest, openDatabase } = await import("../../db/index.ts");
   const db = await openDatabase(url);
   try {
     await migrateToLatest(db);

@@ -19,7 +19,6 @@ import { fieldTable, progressBar, table, UsageError, type Report } from "../outp
 import { formatBytes } from "../units.ts";
 import { registerTransferCommands } from "./transfer.ts";
 import { databaseOption, databaseUrl } from "./database.ts";
-import { spawnFromImage } from "./image.ts";
 
 export function registerVolumeCommands(program: Command): void {
   const volume = program.command("volume").description("volumes, snapshots and clones");
@@ -33,9 +32,11 @@ export function registerVolumeCommands(program: Command): void {
     .addOption(databaseOption())
     .addHelpText("after", examples("okeanos volume create vm1 --size 10G", "okeanos volume create vm2 --from-image debian-12-web --owner alice"))
     .action((name: string, options: { size?: number; fromImage?: string; owner?: string }, command: Command) =>
-      report(command, (global) => {
+      report(command, async (global) => {
         if (options.fromImage !== undefined) {
           if (options.owner === undefined) throw new UsageError("--from-image needs --owner: images are looked up as a user sees them");
+          // image.ts brings the database and Pithos+ layers: loaded only for this form.
+          const { spawnFromImage } = await import("./image.ts");
           return spawnFromImage(global, databaseUrl(command), options.fromImage, name, options.owner, options.size);
         }
         if (options.size === undefined) throw new UsageError("--size is required (or --from-image)");
