@@ -47,10 +47,16 @@ import {
 class NodeSqliteStatement implements SqliteStatement {
   readonly reader: boolean;
   readonly #statement: StatementSync;
+  /** Iterators not yet finished: while one runs, the statement is not handed out again (a new call would reset it). */
+  #iterating = 0;
 
   constructor(statement: StatementSync) {
     this.#statement = statement;
     this.reader = statement.columns().length > 0;
+  }
+
+  get iterating(): boolean {
+    return this.#iterating > 0;
   }
 
   all(parameters: ReadonlyArray<unknown>): unknown[] {
@@ -61,24 +67,51 @@ class NodeSqliteStatement implements SqliteStatement {
     return this.#statement.run(...toSqliteParameters(parameters));
   }
 
-  iterate(parameters: ReadonlyArray<unknown>): IterableIterator<unknown> {
-    return this.#statement.iterate(...toSqliteParameters(parameters)) as IterableIterator<unknown>;
+  *iterate(parameters: ReadonlyArray<unknown>): IterableIterator<unknown> {
+    this.#iterating++;
+    try {
+      yield* this.#statement.iterate(...toSqliteParameters(parameters)) as IterableIterator<unknown>;
+    } finally {
+      this.#iterating--;
+    }
   }
 }
 
-/** A node:sqlite database in better-sqlite3's shape. */
+/** Statements kept prepared, by SQL text: the hot queries are a few dozen. */
+const statementCacheMax = 256;
+
+/**
+ * A node:sqlite database in better-sqlite3's shape. Statements are cached by their SQL:
+ * Kysely prepares every query it runs, and preparing (parsing and planning) cost as much as
+ * running on the object store's small-PUT path.
+ */
 export class NodeSqliteDatabase implements SqliteDatabase {
   readonly #database: DatabaseSync;
+  /** Least recently used first (Map keeps insertion order; a hit re-inserts). */
+  readonly #statements = new Map<string, NodeSqliteStatement>();
 
   constructor(database: DatabaseSync) {
     this.#database = database;
   }
 
   prepare(sql: string): SqliteStatement {
-    return new NodeSqliteStatement(this.#database.prepare(sql));
+    const cached = this.#statements.get(sql);
+    if (cached !== undefined && !cached.iterating) {
+      this.#statements.delete(sql);
+      this.#statements.set(sql, cached);
+      return cached;
+    }
+    const statement = new NodeSqliteStatement(this.#database.prepare(sql));
+    // A statement whose namesake is mid-iteration is used once and not kept.
+    if (cached === undefined) {
+      this.#statements.set(sql, statement);
+      if (this.#statements.size > statementCacheMax) this.#statements.delete(this.#statements.keys().next().value as string);
+    }
+    return statement;
   }
 
   close(): void {
+    this.#statements.clear();
     if (this.#database.isOpen) this.#database.close();
   }
 }

@@ -272,21 +272,28 @@ describe.each<StoreKind>(["memory", "file"])("files on the %s store", (storeKind
     expect((await engine.writeFile("g", chunked(data, [4096]))).md5Hex).toBeUndefined();
   });
 
-  it("writeFile's MD5 equals a one-shot MD5 and its block hashes blockHash's, for random data in random chunks (property)", async () => {
+  it("writeFile's MD5 equals a one-shot MD5 and its block hashes blockHash's, for random data in random chunks and any size hint (property)", async () => {
     // 64 KiB blocks: not below inlineHashMaxBytes, so every block but a short last one goes to a thread.
     await engine.close();
     const bigBlockBytes = 64 * 1024;
     engine = await newEngine(bigBlockBytes);
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 0, max: 5 * bigBlockBytes + 10 }), fc.array(fc.integer({ min: 1, max: 3 * bigBlockBytes }), { minLength: 1, maxLength: 6 }), async (sizeBytes, chunkSizes) => {
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 5 * bigBlockBytes + 10 }),
+        fc.array(fc.integer({ min: 1, max: 3 * bigBlockBytes }), { minLength: 1, maxLength: 6 }),
+        // Content-Length as a hint: right, too small, too large, or none.
+        fc.option(fc.integer({ min: 0, max: 2 * bigBlockBytes })),
+        async (sizeBytes, chunkSizes, expectedBytes) => {
         const data = random(sizeBytes);
         if (sizeBytes > bigBlockBytes) data.fill(0, bigBlockBytes - 100, bigBlockBytes); // a block with a NUL tail
-        const written = await engine.writeFile(`p${run++}`, chunked(data, chunkSizes), { computeMd5: true });
+        const hint = expectedBytes === null ? {} : { expectedBytes: expectedBytes % 3 === 0 ? sizeBytes : expectedBytes };
+        const written = await engine.writeFile(`p${run++}`, chunked(data, chunkSizes), { computeMd5: true, ...hint });
         expect(written.md5Hex).toBe(createHash("md5").update(data).digest("hex"));
         expect(written.hashes).toEqual(blocksOf(data, bigBlockBytes).map((block) => blockHash("sha256", block)));
+        expect((await (await engine.openFile(`p${run - 1}`)).read(0, sizeBytes)).equals(data)).toBe(true);
       }),
-      { numRuns: storeKind === "memory" ? 30 : 10 },
+      { numRuns: storeKind === "memory" ? 40 : 15 },
     );
   });
 

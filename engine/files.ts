@@ -64,6 +64,13 @@ export interface WriteFileOptions {
   signal?: AbortSignal;
   /** After each block is stored; `stored` is false when it was all zeros or already stored. */
   onBlock?: (done: { index: number; stored: boolean }) => void;
+  /**
+   * How many bytes the stream is expected to hold (HTTP's Content-Length), when known. A
+   * stream expected to be shorter than a block is collected in a buffer of its size: a 4 KiB
+   * upload then allocates 4 KiB, not a 4 MiB block (whose external memory drives V8 into
+   * frequent full collections). Only a hint: a longer stream still works.
+   */
+  expectedBytes?: number;
 }
 
 export interface WriteFileResult {
@@ -320,13 +327,28 @@ class BlockWriter {
     const blockSizeBytes = this.#maps.blockSizeBytes;
     for (let offset = 0; offset < chunk.length; ) {
       // A block of its own (not a slice of Node's shared pool), so the pool can move it to a thread.
-      this.#block ??= this.#free.pop() ?? Buffer.allocUnsafeSlow(blockSizeBytes);
-      const copiedBytes = Math.min(blockSizeBytes - this.#filledBytes, chunk.length - offset);
+      this.#block ??= this.#free.pop() ?? Buffer.allocUnsafeSlow(this.#firstBlockBytes(blockSizeBytes));
+      if (this.#filledBytes === this.#block.length) this.#block = this.#grown(blockSizeBytes);
+      const copiedBytes = Math.min(this.#block.length - this.#filledBytes, chunk.length - offset);
       this.#block.set(chunk.subarray(offset, offset + copiedBytes), this.#filledBytes);
       this.#filledBytes += copiedBytes;
       offset += copiedBytes;
       if (this.#filledBytes === blockSizeBytes) await this.#dispatch();
     }
+  }
+
+  /** A whole block, unless the stream is expected to fit in less (only the first block is ever short). */
+  #firstBlockBytes(blockSizeBytes: number): number {
+    const expected = this.#options.expectedBytes;
+    const small = this.#nextIndex === 0 && expected !== undefined && Number.isSafeInteger(expected) && expected > 0 && expected < blockSizeBytes;
+    return small ? expected : blockSizeBytes;
+  }
+
+  /** The stream outgrew its expected size: the block so far, in a whole block's buffer. */
+  #grown(blockSizeBytes: number): Buffer {
+    const whole = Buffer.allocUnsafeSlow(blockSizeBytes);
+    (this.#block as Buffer).copy(whole, 0, 0, this.#filledBytes);
+    return whole;
   }
 
   /** Stores the short last block, if any, and waits for every block. */

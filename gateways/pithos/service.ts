@@ -144,7 +144,11 @@ export class PithosService {
     options: WriteConditions & { expectedMd5?: string; expectedSizeBytes?: number; modifiedBy: string },
   ): Promise<StoredVersion> {
     const mapName = newFileMapName();
-    const written = await this.engine.writeFile(mapName, source, { computeMd5: true, maxBytes: maxFileSizeBytes });
+    const written = await this.engine.writeFile(mapName, source, {
+      computeMd5: true,
+      maxBytes: maxFileSizeBytes,
+      ...(options.expectedSizeBytes !== undefined && { expectedBytes: options.expectedSizeBytes }),
+    });
     try {
       if (options.expectedSizeBytes !== undefined && written.sizeBytes !== options.expectedSizeBytes) {
         throw new PithosError("EBAD_REQUEST", `Received ${written.sizeBytes} bytes, Content-Length said ${options.expectedSizeBytes}.`);
