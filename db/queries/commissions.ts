@@ -78,44 +78,71 @@ export interface IssueCommissionInput {
  * ECLIENT_KEY_REUSED when the key names a commission with other provisions.
  */
 export async function issueCommission(db: MetadataDatabase, input: IssueCommissionInput, nowMs = Date.now()): Promise<Commission> {
-  const clientKey = checkText("clientKey", input.clientKey, clientKeyLengthMax);
-  const name = input.name === undefined || input.name === "" ? "" : checkText("name", input.name, commissionNameLengthMax);
-  const provisions = checkProvisions(input.provisions);
-  checkInteger("nowMs", nowMs, { min: 0 });
-  return inTransaction(db, async (tx) => {
-    // First, so a retry finds the stored commission before touching any holding. On
-    // PostgreSQL a concurrent issue with the same key waits here until the first commits
-    // (then this one does nothing) or rolls back (then this one goes on).
-    const inserted = await tx
-      .insertInto("commissions")
-      .values({ client_key: clientKey, name, state: "pending", issued_at: nowMs, resolved_at: null })
-      .onConflict((conflict) => conflict.column("client_key").doNothing())
-      .returning("serial")
-      .executeTakeFirst();
-    if (inserted === undefined) return sameCommission(tx, clientKey, provisions);
+  const checked = checkIssue(input, nowMs);
+  return inTransaction(db, (tx) => issueCommissionIn(tx, db.engine, checked, nowMs));
+}
 
-    const defaultLimits = await checkUsersAndResources(tx, db.engine, provisions);
-    for (const provision of provisions) {
-      const holding = await lockHolding(tx, db.engine, provision);
-      checkCapacity(holding, defaultLimits.get(provision.resource)!, provision, input.force === true);
-      await tx
-        .updateTable("quota_holdings")
-        .set((eb) =>
-          provision.quantity > 0
-            ? { pending_increase: eb("pending_increase", "+", provision.quantity) }
-            : { pending_decrease: eb("pending_decrease", "+", -provision.quantity) },
-        )
-        .where("user_uuid", "=", provision.userUuid)
-        .where("resource", "=", provision.resource)
-        .execute();
-    }
+/** An issue's input, checked (see checkIssue). */
+export interface CheckedIssue {
+  clientKey: string;
+  name: string;
+  provisions: Provision[];
+  force: boolean;
+  autoAccept: boolean;
+}
+
+/** Checks an issue's input before any transaction starts. */
+export function checkIssue(input: IssueCommissionInput, nowMs: number): CheckedIssue {
+  checkInteger("nowMs", nowMs, { min: 0 });
+  return {
+    clientKey: checkText("clientKey", input.clientKey, clientKeyLengthMax),
+    name: input.name === undefined || input.name === "" ? "" : checkText("name", input.name, commissionNameLengthMax),
+    provisions: checkProvisions(input.provisions),
+    force: input.force === true,
+    autoAccept: input.autoAccept === true,
+  };
+}
+
+/**
+ * issueCommission inside the caller's transaction: a service that records its own change
+ * in the same transaction (an object store write charged with auto-accept) commits both at
+ * once, or neither. Throws as issueCommission does, before writing anything of its own
+ * except the commission row, which the caller's rollback removes.
+ */
+export async function issueCommissionIn(tx: Transaction<Database>, engine: DatabaseEngine, input: CheckedIssue, nowMs: number): Promise<Commission> {
+  const { clientKey, name, provisions } = input;
+  // First, so a retry finds the stored commission before touching any holding. On
+  // PostgreSQL a concurrent issue with the same key waits here until the first commits
+  // (then this one does nothing) or rolls back (then this one goes on).
+  const inserted = await tx
+    .insertInto("commissions")
+    .values({ client_key: clientKey, name, state: "pending", issued_at: nowMs, resolved_at: null })
+    .onConflict((conflict) => conflict.column("client_key").doNothing())
+    .returning("serial")
+    .executeTakeFirst();
+  if (inserted === undefined) return sameCommission(tx, clientKey, provisions);
+
+  const defaultLimits = await checkUsersAndResources(tx, engine, provisions);
+  for (const provision of provisions) {
+    const holding = await lockHolding(tx, engine, provision);
+    checkCapacity(holding, defaultLimits.get(provision.resource)!, provision, input.force);
     await tx
-      .insertInto("commission_provisions")
-      .values(provisions.map((p) => ({ serial: inserted.serial, user_uuid: p.userUuid, resource: p.resource, quantity: p.quantity })))
+      .updateTable("quota_holdings")
+      .set((eb) =>
+        provision.quantity > 0
+          ? { pending_increase: eb("pending_increase", "+", provision.quantity) }
+          : { pending_decrease: eb("pending_decrease", "+", -provision.quantity) },
+      )
+      .where("user_uuid", "=", provision.userUuid)
+      .where("resource", "=", provision.resource)
       .execute();
-    if (input.autoAccept === true) await settle(tx, inserted.serial, provisions, "accepted", nowMs);
-    return (await readCommissions(tx, [inserted.serial]))[0]!;
-  });
+  }
+  await tx
+    .insertInto("commission_provisions")
+    .values(provisions.map((p) => ({ serial: inserted.serial, user_uuid: p.userUuid, resource: p.resource, quantity: p.quantity })))
+    .execute();
+  if (input.autoAccept) await settle(tx, inserted.serial, provisions, "accepted", nowMs);
+  return (await readCommissions(tx, [inserted.serial]))[0]!;
 }
 
 /** Final: usage takes the provisions. Idempotent; ECOMMISSION_RESOLVED if it was rejected. */

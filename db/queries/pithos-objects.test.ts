@@ -2,7 +2,9 @@ import { randomUUID } from "node:crypto";
 import { expect, it } from "vitest";
 import type { MetadataDatabase } from "../connect.ts";
 import { describeEachEngine } from "../testing/databases.ts";
-import { rejectsWith } from "../testing/fixtures.ts";
+import { rejectsWith, seedUser } from "../testing/fixtures.ts";
+import { findCommission } from "./commissions.ts";
+import { getQuota } from "./quotas.ts";
 import { setAccountQuota } from "./pithos-accounts.ts";
 import { createContainer, getContainerById, updateContainer } from "./pithos-containers.ts";
 import {
@@ -380,5 +382,31 @@ describeEachEngine("pithos objects", (databases) => {
     const late = await putVersion(db, container.id, "x", data("m2", 1), { modifiedBy: alice }, t0 + 50);
     expect(late.version.modifiedAt).toBe(t0 + 100);
     expect(late.previous!.modifiedAt).toBe(t0 + 100);
+  });
+
+  it("commits a version and its quota charge together, or neither", async () => {
+    const db = await databases.open();
+    const owner = await seedUser(db, "owner", { "volume.disk": 100 });
+    const { container } = await createContainer(db, owner.uuid, "c", {}, t0);
+    const charge = (clientKey: string, quantity: number) => ({ clientKey, provisions: [{ userUuid: owner.uuid, resource: "volume.disk", quantity }] });
+
+    await putVersion(db, container.id, "a", data("m1", 60), { modifiedBy: owner.uuid, charge: charge("k1", 60) }, t0);
+    expect(await findCommission(db, "k1")).toMatchObject({ state: "accepted", resolvedAt: t0 });
+    expect(await getQuota(db, owner.uuid, "volume.disk")).toMatchObject({ usage: 60, pendingIncrease: 0 });
+
+    // Over the limit: no version, no commission, usage unchanged.
+    await rejectsWith(putVersion(db, container.id, "b", data("m2", 50), { modifiedBy: owner.uuid, charge: charge("k2", 50) }, t0 + 1), "EQUOTA_EXCEEDED");
+    expect(await getCurrent(db, container.id, "b", t0 + 1)).toBeUndefined();
+    expect(await findCommission(db, "k2")).toBeUndefined();
+
+    // The version fails (a precondition): its charge is rolled back with it.
+    await rejectsWith(
+      putVersion(db, container.id, "a", data("m3", 30), { modifiedBy: owner.uuid, ifNoneMatchStar: true, charge: charge("k3", 30) }, t0 + 2),
+      "EPRECONDITION",
+    );
+    expect(await findCommission(db, "k3")).toBeUndefined();
+    expect(await getQuota(db, owner.uuid, "volume.disk")).toMatchObject({ usage: 60, pendingIncrease: 0 });
+    expect((await getCurrent(db, container.id, "a", t0 + 2))!.version.mapName).toBe("m1");
+    await expectCounters(db, container.id);
   });
 });

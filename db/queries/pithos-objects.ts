@@ -19,6 +19,7 @@ import type { MetadataDatabase } from "../connect.ts";
 import { DbError } from "../errors.ts";
 import { inTransaction } from "../transaction.ts";
 import { checkInteger, checkListLimit, checkUuid } from "./limits.ts";
+import { checkIssue, issueCommissionIn, type IssueCommissionInput } from "./commissions.ts";
 import {
   checkId,
   checkObjectPath,
@@ -62,16 +63,26 @@ export async function putVersion(
   containerId: number,
   path: string,
   fields: NewPithosVersion,
-  options: PutVersionOptions,
+  options: PutVersionOptions & {
+    /**
+     * A commission to issue, auto-accepted, in the same transaction (the owner's quota
+     * charge for this version): the version and its charge commit together, or neither;
+     * a charge over quota fails the put with EQUOTA_EXCEEDED.
+     */
+    charge?: IssueCommissionInput;
+  },
   nowMs = Date.now(),
 ): Promise<PutVersionResult> {
   const id = checkId("containerId", containerId);
   const checkedPath = checkObjectPath(path);
   const row = checkVersionFields(fields);
-  const checkedOptions = checkPutOptions(options);
+  const { charge, ...putOptions } = options;
+  const checkedOptions = checkPutOptions(putOptions);
   checkInteger("nowMs", nowMs, { min: 0 });
+  const checkedCharge = charge === undefined ? undefined : checkIssue({ ...charge, autoAccept: true }, nowMs);
   return inTransaction(db, async (tx) => {
     await lockContainers(tx, db.engine, [id]);
+    if (checkedCharge !== undefined) await issueCommissionIn(tx, db.engine, checkedCharge, nowMs);
     const { removedMaps, ...result } = await putVersionIn(tx, db.engine, id, checkedPath, row, checkedOptions, nowMs);
     return { ...result, unreferencedMaps: await unreferencedMaps(tx, db.engine, removedMaps) };
   });

@@ -15,9 +15,14 @@
  *
  * A crash between issue and accept leaves a pending commission: it still counts against the
  * limit (never under-counts) and an administrator resolves it (`okeanos quota pending`).
+ *
+ * A write that grows usage (most writes: every new object) skips the two phases: its charge
+ * is an auto-accepted commission in the version's own transaction (`chargeIn`), one commit
+ * instead of three, and nothing is ever left pending. Releases keep the two phases, because
+ * a release that would take usage below zero is skipped rather than failing the write.
  */
 import { randomUUID } from "node:crypto";
-import { acceptCommission, issueCommission, isDbError, rejectCommission, type MetadataDatabase } from "../../db/index.ts";
+import { acceptCommission, issueCommission, isDbError, rejectCommission, type IssueCommissionInput, type MetadataDatabase } from "../../db/index.ts";
 import { PithosError } from "./wire/errors.ts";
 
 export const diskspaceResource = "object-store.diskspace";
@@ -31,6 +36,15 @@ const nothingReserved: Reservation = {
   accept: async () => {},
   reject: async () => {},
 };
+
+/** The commission charging `deltaBytes` (> 0) to the account, for putVersion's `charge`. */
+export function chargeIn(account: string, deltaBytes: number, what: string): IssueCommissionInput {
+  return {
+    clientKey: `pithos:${randomUUID()}`,
+    name: what.slice(0, 200),
+    provisions: [{ userUuid: account, resource: diskspaceResource, quantity: deltaBytes }],
+  };
+}
 
 /** Reserves `deltaBytes` (negative releases) of the account's disk space; 413 over the limit. */
 export async function reserveDiskspace(db: MetadataDatabase, account: string, deltaBytes: number, what: string): Promise<Reservation> {

@@ -31,7 +31,7 @@ import {
   type NewPithosVersion,
 } from "../../db/index.ts";
 import { zeroBlockHash } from "../../engine/blocker/content.ts";
-import { reserveDiskspace } from "./quota.ts";
+import { chargeIn, reserveDiskspace } from "./quota.ts";
 import { PithosError } from "./wire/errors.ts";
 import { maxFileSizeBytes } from "./wire/info.ts";
 
@@ -209,7 +209,9 @@ export class PithosService {
       if (options.createOnly === true && replaced !== undefined && !isExpired(replaced.version)) throw new PithosError("EPRECONDITION_FAILED", "Object already exists.");
       const chargedBytes = chargeOf(fields, replaced?.version, options.chargeBytes);
       const deltaBytes = chargedBytes - (replaced?.version.chargedBytes ?? 0);
-      const reservation = await reserveDiskspace(this.db, container.account, deltaBytes, `pithos put ${container.name}/${path}`);
+      const what = `pithos put ${container.name}/${path}`;
+      // Growth is charged in the version's own transaction; a release takes two phases (quota.ts).
+      const reservation = deltaBytes > 0 ? undefined : await reserveDiskspace(this.db, container.account, deltaBytes, what);
       let result;
       try {
         result = await putVersion(this.db, container.id, path, { ...fields, chargedBytes }, {
@@ -217,16 +219,17 @@ export class PithosService {
           replacesSerial: replaced?.version.serial ?? null,
           ...(options.createOnly === true && { ifNoneMatchStar: true }),
           ...(options.expectCurrentSerial !== undefined && { expectCurrentSerial: options.expectCurrentSerial }),
+          ...(deltaBytes > 0 && { charge: chargeIn(container.account, deltaBytes, what) }),
         });
       } catch (error) {
-        await reservation.reject();
+        await reservation?.reject();
         if (await this.#replacedMeanwhile(error, container, path, replaced, attempt)) continue;
-        throw error;
+        throw error; // over quota: EQUOTA_EXCEEDED, 413 at the edge (http-errors.ts)
       }
     // The version is stored and names its map: from here nothing may fail the call, or the
     // caller would drop the map the version reads. A reservation left pending still counts
     // (never under-charges; `okeanos quota pending` shows it); replaced maps are gc's.
-      await this.#afterStored(reservation, result.unreferencedMaps);
+      await this.#afterStored(reservation ?? { accept: async () => {} }, result.unreferencedMaps);
       return { object: result.object, version: result.version };
     }
   }
