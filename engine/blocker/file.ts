@@ -21,7 +21,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { constants, readFileSync } from "node:fs";
-import { copyFile, link, mkdir, open, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
+import { copyFile, link, mkdir, open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { EngineError, isEngineError } from "../errors.ts";
 import { FileHandleCache } from "./file-handles.ts";
@@ -107,6 +107,8 @@ export class FileObjectStore extends ObjectStoreBase {
   #dirtyObjects = new Set<string>();
   /** Directories that gained or lost entries since the last barrier started: they need fsync. */
   #dirtyDirectories = new Set<string>();
+  /** Directories known to exist (#ensureDirectory). */
+  readonly #existingDirectories = new Set<string>();
   /** The last barrier: barriers run one after another, so each covers all before it. */
   #barrierTail: Promise<void> = Promise.resolve();
 
@@ -181,6 +183,9 @@ export class FileObjectStore extends ObjectStoreBase {
 
   protected async _createExclusive(name: string, data: Uint8Array): Promise<boolean> {
     const path = this.objectPath(name);
+    // Taken already (a deduplicated block: every sync client's re-upload): one stat instead
+    // of writing, fdatasyncing and linking a copy only for link() to refuse it.
+    if (await this.#exists(name, path)) return false;
     const created = await this.#run(`create ${name}`, () =>
       this.#withTemporary(path, async (temporary) => {
         await writeTemporary(temporary, data, 0);
@@ -224,6 +229,18 @@ export class FileObjectStore extends ObjectStoreBase {
       }),
     );
     this.#replaced(target, targetPath);
+  }
+
+  async #exists(name: string, path: string): Promise<boolean> {
+    return this.#run(`stat ${name}`, async () => {
+      try {
+        await stat(path);
+        return true;
+      } catch (error) {
+        if (errnoOf(error) === "ENOENT") return false;
+        throw error;
+      }
+    });
   }
 
   protected async _stat(name: string): Promise<ObjectStat | undefined> {
@@ -321,7 +338,11 @@ export class FileObjectStore extends ObjectStoreBase {
 
   /** Creates `dir` and its missing parents; each directory that gained an entry is dirty. */
   async #ensureDirectory(dir: string): Promise<void> {
+    // The store never removes a directory, so one seen is there for good: no mkdir (and its
+    // EEXIST) on every block written. Bounded by the fan-out (segments × buckets).
+    if (this.#existingDirectories.has(dir)) return;
     const firstCreated = await mkdir(dir, { recursive: true });
+    this.#existingDirectories.add(dir);
     if (firstCreated === undefined) return;
     for (let created = dir; created !== dirname(firstCreated); created = dirname(created)) this.#dirtyDirectories.add(created);
     this.#dirtyDirectories.add(dirname(firstCreated));
@@ -335,7 +356,9 @@ export class FileObjectStore extends ObjectStoreBase {
       return await action(temporary);
     } finally {
       // After a rename the temporary name is gone already; after a link it must go.
-      await rm(temporary, { force: true });
+      await unlink(temporary).catch((error: unknown) => {
+        if (errnoOf(error) !== "ENOENT") throw error;
+      });
     }
   }
 
