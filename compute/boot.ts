@@ -4,6 +4,13 @@
  * server, the NoCloud seed, and — for images with Glance's direct-kernel-boot properties
  * (kernel_id, ramdisk_id, os_command_line) — the kernel and initrd as local files.
  *
+ * Attached volumes: the attachments `attached` or `detaching`, not `attaching`. A detach is
+ * not done until its job removes the row (a failed one leaves the volume attached), so until
+ * then the guest keeps the disk at every start. An attach is done when its job marks the row
+ * attached; before that only the job itself plugs the disk (a stopped server gets it at its
+ * next start), so a start never hands a guest a disk whose attach may yet fail and be undone.
+ * No other job of the server runs meanwhile anyway (one job per server).
+ *
  * Kernels are Plankton images too; each is streamed once to `<stateDir>/kernels/<image id>`
  * (a temporary name, fsync, rename: a crash never leaves a half file under the final name)
  * and reused by every server booting it.
@@ -13,10 +20,10 @@ import { createWriteStream } from "node:fs";
 import { access, mkdir, open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { listComputeVolumeAttachments, type ComputeServer, type MetadataDatabase } from "../db/index.ts";
+import { listServerVolumeAttachments, type ComputeServer, type ComputeVolumeAttachment, type MetadataDatabase } from "../db/index.ts";
 import type { Engine } from "../engine/engine.ts";
 import { isPlanktonError, resolveImage } from "../gateways/plankton/index.ts";
-import type { InstanceSpec, KernelBoot, NbdDisk } from "./driver.ts";
+import type { AttachedDisk, InstanceSpec, KernelBoot, NbdDisk } from "./driver.ts";
 import { ComputeError } from "./errors.ts";
 
 /** Glance's direct-kernel-boot image properties, copied to the server at create. */
@@ -52,7 +59,7 @@ export function hostnameOf(name: string, id: string): string {
 
 export async function instanceSpec(context: BootContext, server: ComputeServer, figures: { vcpus: number; ramMiB: number } = server): Promise<InstanceSpec> {
   const disk = (exportName: string): NbdDisk => ({ socketPath: context.socketPath, exportName });
-  const attachments = await listComputeVolumeAttachments(context.db, server.id);
+  const attachments = (await listServerVolumeAttachments(context.db, server.id)).filter((attachment) => attachment.state !== "attaching");
   const kernel = await kernelBoot(context, server);
   return {
     id: server.id,
@@ -60,7 +67,7 @@ export async function instanceSpec(context: BootContext, server: ComputeServer, 
     vcpus: figures.vcpus,
     ramMiB: figures.ramMiB,
     rootDisk: disk(server.rootVolume),
-    extraDisks: attachments.map((attachment) => disk(attachment.volumeName)),
+    extraDisks: attachments.map((attachment) => attachedDisk(context, attachment)),
     seed: {
       instanceId: server.id,
       hostname: hostnameOf(server.name, server.id),
@@ -69,6 +76,11 @@ export async function instanceSpec(context: BootContext, server: ComputeServer, 
     },
     ...(kernel !== undefined && { kernel }),
   };
+}
+
+/** An attachment as the driver plugs it: named by the attachment, the volume id as its serial. */
+export function attachedDisk(context: Pick<BootContext, "socketPath">, attachment: ComputeVolumeAttachment): AttachedDisk {
+  return { socketPath: context.socketPath, exportName: attachment.volumeName, id: attachment.id, serial: attachment.volumeId, device: attachment.device };
 }
 
 async function kernelBoot(context: BootContext, server: ComputeServer): Promise<KernelBoot | undefined> {

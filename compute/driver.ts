@@ -20,6 +20,21 @@ export interface NbdDisk {
   readOnly?: boolean;
 }
 
+/**
+ * An attached volume (Nova's os-volume_attachments): an NbdDisk with a stable identity.
+ * `id` is the attachment's id: the hypervisor names the disk after it whether it was there
+ * at start or hot-plugged later, so a detach after a restart of the service (or of the
+ * instance) finds it. `serial` is what the guest reads (virtio-blk: `/sys/block/vdX/serial`,
+ * udev's `/dev/disk/by-id/virtio-<serial>`): the volume's id, as Nova's libvirt driver sets it.
+ * `device` is the guest device the service chose (`/dev/vdc`…): a hint, as in Nova, which a
+ * driver may use to give the disk the same place on the guest's bus every time.
+ */
+export interface AttachedDisk extends NbdDisk {
+  id: string;
+  serial: string;
+  device: string;
+}
+
 /** Direct kernel boot (Glance's kernel_id / ramdisk_id / os_command_line image properties). */
 export interface KernelBoot {
   kernelPath: string;
@@ -51,8 +66,8 @@ export interface InstanceSpec {
   vcpus: number;
   ramMiB: number;
   rootDisk: NbdDisk;
-  /** Attached volumes, in attachment order (vdb, vdc… after the seed). */
-  extraDisks: readonly NbdDisk[];
+  /** Attached volumes, in attachment order (vdc, vdd…: vda is the root disk, vdb the seed). */
+  extraDisks: readonly AttachedDisk[];
   seed: NoCloudSeed;
   kernel?: KernelBoot;
 }
@@ -96,4 +111,18 @@ export interface HypervisorDriver {
   consoleLog(id: string, bytesMax: number): Promise<string>;
   /** Sets a fresh VNC password on the running instance and says where to connect. */
   vnc(id: string): Promise<VncEndpoint>;
+  /**
+   * Hot-plugs `disk` into the running instance; there already: nothing. Not running: nothing
+   * either — the next start has it, from InstanceSpec.extraDisks. Resolves once the disk is
+   * on the guest's bus (the guest's kernel finds it a moment later).
+   */
+  attachDisk(id: string, disk: AttachedDisk): Promise<void>;
+  /**
+   * Takes the disk named `diskId` (AttachedDisk.id) out of the running instance: the guest is
+   * asked to release it, and once it has, its NBD connection closes. Not there (never
+   * plugged, taken out already, instance not running): nothing. A guest that does not release
+   * it in time (one without PCI hot-unplug support, a paused or hung one): EHYPERVISOR, and
+   * the disk stays.
+   */
+  detachDisk(id: string, diskId: string): Promise<void>;
 }

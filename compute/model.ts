@@ -78,11 +78,33 @@ export interface Server {
   powerState: number;
   progress: number;
   metadata: Record<string, string>;
+  /** Volumes attached or being attached or detached (Nova's block device mappings), in attachment order. */
+  volumesAttached: string[];
   fault: ServerFault | null;
   createdAt: number;
   updatedAt: number;
   launchedAt: number | null;
   terminatedAt: number | null;
+}
+
+/**
+ * A volume attached to a server (Nova's os-volume_attachments). Nova's `id` before 2.89 is
+ * the volume's id; `attachmentId` is ours (the hypervisor names the disk after it).
+ */
+export interface VolumeAttachment {
+  attachmentId: string;
+  serverId: string;
+  volumeId: string;
+  /** `/dev/vdc`…: a hint, as in Nova; the guest finds the disk by its serial, the volume id. */
+  device: string;
+  /** attaching and detaching while their job waits or runs (the volume shows attaching, detaching). */
+  state: "attaching" | "attached" | "detaching";
+}
+
+export interface AttachVolumeRequest {
+  volumeId: string;
+  /** Nova's `device`, a hint (`/dev/vdX`); absent or null: the next free one. */
+  device?: string | null;
 }
 
 export interface CreateServerRequest {
@@ -185,6 +207,14 @@ export interface ComputeApi {
   consoleLog(caller: ComputeCaller, id: string, lines: number | undefined): Promise<string>;
   /** A one-use, short-lived token for console-proxy.ts. */
   vncConsole(caller: ComputeCaller, id: string): Promise<ConsoleLocation>;
+
+  listVolumeAttachments(caller: ComputeCaller, serverId: string): Promise<VolumeAttachment[]>;
+  /** 404 when the volume is not attached to the server. */
+  getVolumeAttachment(caller: ComputeCaller, serverId: string, volumeId: string): Promise<VolumeAttachment>;
+  /** Records the attachment (attaching) and queues its job; 404 for a volume not the server owner's. */
+  attachVolume(caller: ComputeCaller, serverId: string, request: AttachVolumeRequest): Promise<VolumeAttachment>;
+  /** Marks it detaching and queues its job. */
+  detachVolume(caller: ComputeCaller, serverId: string, volumeId: string): Promise<void>;
 
   listFlavors(caller: ComputeCaller, options: { includePrivate: boolean }): Promise<Flavor[]>;
   getFlavor(caller: ComputeCaller, id: string): Promise<Flavor>;

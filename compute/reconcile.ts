@@ -11,6 +11,9 @@
  *   any, task_state set       no job                          task_state cleared
  *   deleted                   instance or volume left         destroyed / deleted
  *   (no live row)             an instance driver.list() knows destroyed
+ *   any, attachment attaching no job                          disk taken out, row gone (available);
+ *                                                             the guest keeps it: attached
+ *   any, attachment detaching no job                          attached (detach again to retry)
  *
  * Servers with a queued or running job are left to it: the worker resumes running jobs.
  * Each repair is guarded on the state it read, so a server a CLI changed meanwhile is kept.
@@ -19,6 +22,9 @@ import {
   activeComputeJobs,
   getComputeServer,
   listComputeServers,
+  listServerVolumeAttachments,
+  restoreVolumeAttachment,
+  undoVolumeAttach,
   updateComputeServer,
   type ComputeServer,
   type ComputeServerPatch,
@@ -42,8 +48,8 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
   for (const server of servers) {
     if (busy.has(server.id)) continue;
     try {
-      const repair = await reconcileServer(context, server);
-      if (repair !== undefined) report.repaired[server.id] = repair;
+      const repairs = [...(await reconcileAttachments(context, server)), await reconcileServer(context, server)].filter((what) => what !== undefined);
+      if (repairs.length > 0) report.repaired[server.id] = repairs.join("; ");
     } catch (error) {
       context.logger.error({ err: error, server: server.id }, "reconciling a server failed");
     }
@@ -63,6 +69,32 @@ export async function reconcile(context: ReconcileContext): Promise<ReconcileRep
   }
   if (Object.keys(report.repaired).length > 0 || report.destroyedOrphans.length > 0) context.logger.info({ ...report }, "compute reconciled");
   return report;
+}
+
+/**
+ * Attachments a job left half-way without the job (its compensation failed, or its rows
+ * outlived it some other way): an attach is undone as a failed one is, a detach is taken
+ * back to attached — the user may detach again.
+ */
+async function reconcileAttachments(context: ReconcileContext, server: ComputeServer): Promise<string[]> {
+  const repairs: string[] = [];
+  for (const attachment of await listServerVolumeAttachments(context.db, server.id)) {
+    if (attachment.state === "attaching") {
+      try {
+        await context.driver.detachDisk(server.id, attachment.id);
+        await undoVolumeAttach(context.db, attachment.id);
+        repairs.push(`attach of volume ${attachment.volumeId} without a job → undone`);
+      } catch (error) {
+        context.logger.warn({ err: error, server: server.id, attachment: attachment.id }, "reconcile: the guest keeps a half-attached disk");
+        await restoreVolumeAttachment(context.db, attachment.id, context.now());
+        repairs.push(`attach of volume ${attachment.volumeId} without a job, the guest keeps it → attached`);
+      }
+    } else if (attachment.state === "detaching") {
+      await restoreVolumeAttachment(context.db, attachment.id, context.now());
+      repairs.push(`detach of volume ${attachment.volumeId} without a job → attached`);
+    }
+  }
+  return repairs;
 }
 
 async function reconcileServer(context: ReconcileContext, server: ComputeServer): Promise<string | undefined> {

@@ -10,6 +10,8 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import {
+  beginVolumeAttach,
+  beginVolumeDetach,
   createComputeFlavor,
   createComputeKeypair,
   createComputeServer,
@@ -24,6 +26,7 @@ import {
   listComputeFlavors,
   listComputeKeypairs,
   listComputeServers,
+  listServerVolumeAttachments,
   releaseComputeJob,
   setComputeServerMetadata,
   updateComputeServer,
@@ -43,10 +46,24 @@ import { ComputeError, isComputeError } from "./errors.ts";
 import type { ConsoleTokenResolver } from "./console-proxy.ts";
 import { JobWorker } from "./jobs.ts";
 import { checkKeypairName, generateKeypair, parsePublicKey } from "./keys.ts";
-import type { ComputeApi, ComputeCaller, ConsoleLocation, CreateServerRequest, Flavor, Image, ImageListFilter, Keypair, Server, ServerAction, ServerListFilter } from "./model.ts";
+import type {
+  AttachVolumeRequest,
+  ComputeApi,
+  ComputeCaller,
+  ConsoleLocation,
+  CreateServerRequest,
+  Flavor,
+  Image,
+  ImageListFilter,
+  Keypair,
+  Server,
+  ServerAction,
+  ServerListFilter,
+  VolumeAttachment,
+} from "./model.ts";
 import { createProvisions, rejectReserved, reserve, resizeProvisions } from "./quota.ts";
 import { reconcile, type ReconcileReport } from "./reconcile.ts";
-import { checkServerName, dbCall, flavorView, keypairView, nameMatcher, serverNotFound, serverView, toComputeError } from "./views.ts";
+import { attachmentView, checkServerName, dbCall, flavorView, keypairView, nameMatcher, serverNotFound, serverView, toComputeError } from "./views.ts";
 import { powerSyncIntervalMsDefault, syncPowerStates } from "./power-sync.ts";
 import { runJob, type CreateArgs, type FreezeFunctions, type Logger, type ResizeArgs, type StepContext } from "./steps.ts";
 
@@ -294,6 +311,33 @@ export class ComputeService implements ComputeApi, ConsoleTokenResolver {
     this.#consoles.delete(token);
     if (ticket === undefined || ticket.expiresAt <= this.#context.now()) return undefined;
     return ticket.endpoint;
+  }
+
+  // Nova's os-volume_attachments (README "Volumes"): a row and a job, one transaction.
+
+  async listVolumeAttachments(caller: ComputeCaller, serverId: string): Promise<VolumeAttachment[]> {
+    await this.#visible(caller, serverId);
+    return (await listServerVolumeAttachments(this.db, serverId)).map(attachmentView);
+  }
+
+  async getVolumeAttachment(caller: ComputeCaller, serverId: string, volumeId: string): Promise<VolumeAttachment> {
+    await this.#visible(caller, serverId);
+    const attachment = (await listServerVolumeAttachments(this.db, serverId)).find((row) => row.volumeId === volumeId);
+    if (attachment === undefined) throw new ComputeError("ENOT_FOUND", `volume_id not found: ${volumeId}`);
+    return attachmentView(attachment);
+  }
+
+  async attachVolume(caller: ComputeCaller, serverId: string, request: AttachVolumeRequest): Promise<VolumeAttachment> {
+    await this.#visible(caller, serverId);
+    const { attachment } = await dbCall(beginVolumeAttach(this.db, { serverId, volumeId: request.volumeId, device: request.device ?? null }, this.#context.now()));
+    this.#worker?.wake();
+    return attachmentView(attachment);
+  }
+
+  async detachVolume(caller: ComputeCaller, serverId: string, volumeId: string): Promise<void> {
+    await this.#visible(caller, serverId);
+    await dbCall(beginVolumeDetach(this.db, { serverId, volumeId }, this.#context.now()));
+    this.#worker?.wake();
   }
 
   async listFlavors(caller: ComputeCaller, options: { includePrivate: boolean }): Promise<Flavor[]> {

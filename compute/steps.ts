@@ -8,7 +8,10 @@
  *   reboot       driver.reboot soft or hard → active
  *   resize       reserve the deltas → stop → start with the new figures if it ran → accept
  *   createImage  completeFreeze (resumable) → the image is active; the server is unchanged
- *   delete       destroy → delete the volume → give up cancelled freezes → release quota → deleted
+ *   attachVolume driver.attachDisk (plugged already, or not running: nothing) → attached
+ *   detachVolume driver.detachDisk (not there: nothing) → the attachment row goes
+ *   delete       destroy → drop the attachments (volumes available) → delete the root volume →
+ *                give up cancelled freezes → release quota → deleted
  *
  * A step that fails runs the action's compensation (each idempotent too) and the job ends
  * `failed` with the server's new state; which state is in `failure()` below. `testPause()`
@@ -19,21 +22,28 @@ import { access, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  completeVolumeAttach,
+  completeVolumeDetach,
   finishComputeJob,
   getComputeServer,
+  getComputeVolumeAttachment,
   jobCancelledError,
   listComputeJobs,
+  removeServerVolumeAttachments,
+  restoreVolumeAttachment,
+  undoVolumeAttach,
   updateComputeServer,
   type ComputeJob,
   type ComputeServer,
   type JobOutcome,
   type MetadataDatabase,
   type Provision,
+  type VolumeJobArgs,
 } from "../db/index.ts";
 import type { Engine } from "../engine/engine.ts";
 import { isEngineError } from "../engine/errors.ts";
 import { resolveImage, type PlanktonService } from "../gateways/plankton/index.ts";
-import { instanceSpec } from "./boot.ts";
+import { attachedDisk, instanceSpec } from "./boot.ts";
 import type { HypervisorDriver } from "./driver.ts";
 import { isComputeError } from "./errors.ts";
 import { acceptReserved, rejectReserved, releaseServer, reserve } from "./quota.ts";
@@ -145,6 +155,10 @@ async function perform(context: StepContext, job: ComputeJob, server: ComputeSer
       });
       return { state: "done" };
     }
+    case "attachVolume":
+      return attachVolume(context, job, server);
+    case "detachVolume":
+      return detachVolume(context, job, server);
     case "delete":
       return destroy(context, job, server);
   }
@@ -181,10 +195,59 @@ async function resize(context: StepContext, job: ComputeJob, server: ComputeServ
   };
 }
 
+/**
+ * Plugs the attachment's disk into the running instance (a stopped one gets it at its next
+ * start) and marks it attached. A replay plugs nothing twice (attachDisk is idempotent).
+ */
+async function attachVolume(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
+  const { attachmentId } = job.args as unknown as VolumeJobArgs;
+  const attachment = await getComputeVolumeAttachment(context.db, attachmentId);
+  if (attachment === undefined) throw new Error(`attachment ${attachmentId} is gone`);
+  await context.driver.attachDisk(server.id, attachedDisk(bootContext(context), attachment));
+  await testPause("attach.plugged", server.id);
+  await completeVolumeAttach(context.db, attachmentId, context.now());
+  return { state: "done" };
+}
+
+/** Takes the disk out of the running instance, then the attachment goes: the volume is available. */
+async function detachVolume(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
+  const { attachmentId } = job.args as unknown as VolumeJobArgs;
+  if ((await getComputeVolumeAttachment(context.db, attachmentId)) !== undefined) {
+    await context.driver.detachDisk(server.id, attachmentId);
+    await testPause("detach.unplugged", server.id);
+    await completeVolumeDetach(context.db, attachmentId);
+  }
+  return { state: "done" };
+}
+
+/**
+ * A failed attach is undone (the disk out again if it got in, the row gone: the volume is
+ * available); should the guest not give the disk back, the volume stays attached. A failed
+ * detach leaves the volume attached. Either way the server is as it was (Nova: ACTIVE).
+ */
+async function failVolumeJob(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<void> {
+  const { attachmentId } = job.args as unknown as VolumeJobArgs;
+  if (job.action === "attachVolume") {
+    try {
+      await context.driver.detachDisk(server.id, attachmentId);
+    } catch (error) {
+      context.logger.warn({ err: error, job: job.id, server: server.id }, "a failed attach's disk could not be taken out: the volume stays attached");
+      await restoreVolumeAttachment(context.db, attachmentId, context.now());
+      return;
+    }
+    await undoVolumeAttach(context.db, attachmentId);
+  } else {
+    await restoreVolumeAttachment(context.db, attachmentId, context.now());
+  }
+}
+
 async function destroy(context: StepContext, job: ComputeJob, server: ComputeServer): Promise<JobOutcome> {
   await testPause("delete.begun", server.id);
   await context.driver.destroy(server.id);
   await testPause("delete.destroyed", server.id);
+  // Nova detaches a deleted server's volumes and keeps them (delete_on_termination is false
+  // for attached volumes): with no QEMU left, the rows simply go.
+  await removeServerVolumeAttachments(context.db, server.id);
   await deleteVolume(context, server.rootVolume);
   await testPause("delete.volume-deleted", server.id);
   for (const cancelled of await listComputeJobs(context.db, server.id)) {
@@ -216,12 +279,18 @@ async function failure(context: StepContext, job: ComputeJob, server: ComputeSer
         // Nova: a failed snapshot deletes the image and leaves the server as it was.
         await context.freeze.failFreeze(context.plankton, (job.args as unknown as CreateImageArgs).imageId);
         return failed({});
+      case "attachVolume":
+      case "detachVolume":
+        await failVolumeJob(context, job, server);
+        return failed({});
       default:
         return failed({ vmState: "error", powerState: await powerOf(context, server.id), fault });
     }
   } catch (compensation) {
-    // The compensation failed too: the server is in error; reconcile and a DELETE clean up.
     context.logger.error({ err: compensation, job: job.id, server: server.id }, "compute job compensation failed");
+    // A volume job's server was never touched: reconcile settles the attachment left behind.
+    if (job.action === "attachVolume" || job.action === "detachVolume") return failed({});
+    // Otherwise the server is in error; reconcile and a DELETE clean up.
     return failed({ vmState: "error", fault });
   }
 }
@@ -259,8 +328,16 @@ export function bootContext(context: StepContext): { db: MetadataDatabase; engin
  * kills the process exactly between two steps. Unset: one environment lookup per point.
  */
 export const testPauseDirVariable = "OKEANOS_COMPUTE_TEST_PAUSE_DIR";
-/** Between the steps of create and delete (the table in the header), named after the step just done. */
-export type TestPausePoint = "create.reserved" | "create.cloned" | "create.started" | "delete.begun" | "delete.destroyed" | "delete.volume-deleted";
+/** Between the steps of create, delete, attachVolume and detachVolume (the table in the header), named after the step just done. */
+export type TestPausePoint =
+  | "create.reserved"
+  | "create.cloned"
+  | "create.started"
+  | "delete.begun"
+  | "delete.destroyed"
+  | "delete.volume-deleted"
+  | "attach.plugged"
+  | "detach.unplugged";
 /** How often a paused job looks whether its pause file is gone. */
 const testPausePollMs = 50;
 

@@ -2,12 +2,21 @@
  * Records as the compute API shows them (model.ts), and the database's refusals as the API's
  * errors: what service.ts answers with, kept apart so the service file holds only operations.
  */
-import { getComputeServerMetadata, isDbError, type ComputeKeypair, type ComputeServer, type MetadataDatabase } from "../db/index.ts";
+import {
+  getComputeServerMetadata,
+  isDbError,
+  listServerVolumeAttachments,
+  type ComputeKeypair,
+  type ComputeServer,
+  type ComputeVolumeAttachment,
+  type MetadataDatabase,
+} from "../db/index.ts";
 import { ComputeError } from "./errors.ts";
-import type { Flavor, Keypair, Server, ServerStatus } from "./model.ts";
+import type { Flavor, Keypair, Server, ServerStatus, VolumeAttachment } from "./model.ts";
 
 export async function serverView(db: MetadataDatabase, server: ComputeServer): Promise<Server> {
   const metadata = server.vmState === "deleted" ? {} : await getComputeServerMetadata(db, server.id);
+  const volumesAttached = server.vmState === "deleted" ? [] : (await listServerVolumeAttachments(db, server.id)).map((attachment) => attachment.volumeId);
   return {
     id: server.id,
     name: server.name,
@@ -25,6 +34,7 @@ export async function serverView(db: MetadataDatabase, server: ComputeServer): P
     powerState: server.powerState,
     progress: server.progress,
     metadata,
+    volumesAttached,
     fault: server.fault,
     createdAt: server.createdAt,
     updatedAt: server.updatedAt,
@@ -49,6 +59,10 @@ export function serverStatus(server: Pick<ComputeServer, "vmState" | "taskState"
     case "deleted":
       return "DELETED";
   }
+}
+
+export function attachmentView(attachment: ComputeVolumeAttachment): VolumeAttachment {
+  return { attachmentId: attachment.id, serverId: attachment.serverId, volumeId: attachment.volumeId, device: attachment.device, state: attachment.state };
 }
 
 export function checkServerName(name: unknown): string {

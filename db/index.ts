@@ -49,3 +49,8 @@ export * from "./queries/compute-keypairs.ts";
 export * from "./queries/compute-servers.ts";
 export * from "./queries/compute-jobs.ts";
 export * from "./queries/compute-charges.ts";
+export * from "./queries/compute-attachments.ts";
+export type { VolumeSnapshotStatus, VolumeStatus } from "./schema.ts";
+export * from "./queries/volumes.ts";
+export * from "./queries/volume-snapshots.ts";
+export * from "./queries/volume-charges.ts";

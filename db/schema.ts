@@ -295,7 +295,7 @@ export type ComputeTaskState = (typeof computeTaskStates)[number];
 export const computeJobStates = ["queued", "running", "done", "failed"] as const;
 export type ComputeJobState = (typeof computeJobStates)[number];
 
-export const computeJobActions = ["create", "start", "stop", "reboot", "resize", "createImage", "delete"] as const;
+export const computeJobActions = ["create", "start", "stop", "reboot", "resize", "createImage", "delete", "attachVolume", "detachVolume"] as const;
 export type ComputeJobAction = (typeof computeJobActions)[number];
 
 /** A server size (Nova flavor). Servers copy the figures, so a flavor can go while they live. */

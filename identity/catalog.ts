@@ -6,6 +6,12 @@
  *   image         {base}/image/v2             versioned: the SDK skips discovery
  *   compute       {base}/compute/v2.1         versioned: novaclient appends paths verbatim
  *   object-store  {base}/object-store/v1/AUTH_{project}   no trailing slash (swift's Account:)
+ *   block-storage {base}/volume/v3/{project}   Cinder v3, listed twice as devstack does: as
+ *   volumev3                                   `block-storage` (the SDK's type, openstacksdk
+ *                                              `server add volume`) and `volumev3` (the type
+ *                                              cinderclient asks for, OSC's `volume …`);
+ *                                              keystoneauth matches either through
+ *                                              os-service-types' aliases, an exact match first
  *
  * Every service lists a public, an internal and an admin endpoint at the same URL (one
  * process serves all three), in one region.
@@ -26,6 +32,8 @@ export const catalogServices: readonly CatalogService[] = [
   { type: "image", name: "glance", path: "/image/v2" },
   { type: "compute", name: "nova", path: "/compute/v2.1" },
   { type: "object-store", name: "swift", path: "/object-store/v1/AUTH_{project}" },
+  { type: "block-storage", name: "cinder", path: "/volume/v3/{project}" },
+  { type: "volumev3", name: "cinderv3", path: "/volume/v3/{project}" },
 ];
 
 const interfaces = ["public", "internal", "admin"] as const;

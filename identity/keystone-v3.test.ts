@@ -60,13 +60,15 @@ describeEachEngine("identity: Keystone v3", (databases) => {
       expect(token["user"]).toEqual({ id: alice.uuid, name: "alice", domain: { id: "default", name: "Default" }, password_expires_at: null });
       expect(token["project"]).toEqual({ id: alice.uuid, name: "alice", domain: { id: "default", name: "Default" } });
       const byType = Object.fromEntries(token.catalog.map((entry) => [entry.type, entry.endpoints]));
-      expect(Object.keys(byType).sort()).toEqual(["compute", "identity", "image", "object-store"]);
+      expect(Object.keys(byType).sort()).toEqual(["block-storage", "compute", "identity", "image", "object-store", "volumev3"]);
       for (const endpoints of Object.values(byType)) {
         expect(endpoints.map((endpoint) => endpoint.interface)).toEqual(["public", "internal", "admin"]);
         expect(endpoints.every((endpoint) => endpoint.region === "RegionOne")).toBe(true);
       }
       expect(byType["object-store"]![0]!.url).toBe(`http://h:8080/object-store/v1/AUTH_${alice.uuid}`);
       expect(byType["compute"]![0]!.url).toBe("http://h:8080/compute/v2.1");
+      expect(byType["block-storage"]![0]!.url).toBe(`http://h:8080/volume/v3/${alice.uuid}`);
+      expect(byType["volumev3"]![0]!.url).toBe(`http://h:8080/volume/v3/${alice.uuid}`);
       expect(byType["image"]![0]!.url).toBe("http://h:8080/image/v2");
       expect(byType["identity"]![0]!.url).toBe("http://h:8080/identity/v3");
     });
@@ -196,7 +198,7 @@ describeEachEngine("identity: Keystone v3", (databases) => {
       const token = await login(h, "alice", "pw");
       const response = await h.app.inject({ method: "GET", url: "/identity/v3/auth/catalog", headers: { "x-auth-token": token } });
       expect(response.statusCode).toBe(200);
-      expect((response.json() as { catalog: unknown[] }).catalog).toHaveLength(4);
+      expect((response.json() as { catalog: unknown[] }).catalog).toHaveLength(6);
       expectKeystoneError(await h.app.inject({ method: "GET", url: "/identity/v3/auth/catalog" }), 401);
     });
 

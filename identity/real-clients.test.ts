@@ -92,7 +92,7 @@ if (missing.length > 0 && process.env.CI === "true") {
       const catalog = await runCommand("openstack", [...osArgs(), "catalog", "list", "-f", "json"], { env: clientEnv });
       expect(catalog.code).toBe(0);
       const types = (JSON.parse(catalog.stdout) as Array<{ Type: string }>).map((entry) => entry.Type).sort();
-      expect(types).toEqual(["compute", "identity", "image", "object-store"]);
+      expect(types).toEqual(["block-storage", "compute", "identity", "image", "object-store", "volumev3"]);
       const wrong = await runCommand("openstack", [...osArgs("wrong"), "token", "issue"], { env: clientEnv });
       expect(wrong.code).not.toBe(0);
       expect(wrong.stderr).toContain("HTTP 401");

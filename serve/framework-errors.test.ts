@@ -16,6 +16,7 @@ import { ensureResources, migrateToLatest, openDatabase, standardResources, type
 import { FileObjectStore } from "../engine/blocker/file.ts";
 import { Engine } from "../engine/engine.ts";
 import { PithosService } from "../gateways/pithos/index.ts";
+import { VolumeService } from "../gateways/volumes/index.ts";
 import { pathParameterBytesMax } from "./framework-errors.ts";
 import { buildServer } from "./server.ts";
 
@@ -39,7 +40,7 @@ beforeAll(async () => {
   await migrateToLatest(db);
   await ensureResources(db, standardResources);
   engine = await Engine.init(await FileObjectStore.open(join(dir, "store")), { blockSizeBytes: 4096 });
-  app = await buildServer({ db, pithos: new PithosService({ engine, db }), compute: new FakeCompute() });
+  app = await buildServer({ db, pithos: new PithosService({ engine, db }), compute: new FakeCompute(), volumes: new VolumeService({ db, engine }) });
   await app.listen({ port: 0, host: "127.0.0.1" });
   const address = app.server.address();
   port = typeof address === "object" && address !== null ? address.port : 0;
@@ -141,6 +142,9 @@ describe("fastify's refusals before routing (frameworkErrors)", () => {
   const cases: Array<[string, string, number, Shape, Record<string, string>?]> = [
     ["a bad escape at /compute", "/compute/v2.1/servers/%zz", 400, "nova"],
     ["a long id at /compute (Nova's 4xx are 400)", `/compute/v2.1/servers/${longSegment}`, 400, "nova"],
+    // Cinder's fault body has Nova's shape (cinder/api/openstack/wsgi.py Fault).
+    ["a bad escape at /volume", "/volume/v3/0a1b/volumes/%zz", 400, "nova"],
+    ["a long id at /volume (Cinder's 4xx here are 400)", `/volume/v3/0a1b/volumes/${longSegment}`, 400, "nova"],
     ["a bad escape at /public", "/public/%zz", 400, "swift"],
     ["a long token at /public", `/public/${longSegment}`, 414, "swift"],
     ["a bad escape at /image", "/image/v2/images/%zz", 400, "glance-html"],
@@ -179,6 +183,7 @@ describe("Node's HTTP parser refusals (clientError)", () => {
   const bigHeader = `x-big: ${"b".repeat(20 * 1024)}\r\n`;
   const cases: Array<[string, string, number, Shape]> = [
     ["headers too large at /compute", `GET /compute/v2.1/servers HTTP/1.1\r\nhost: x\r\n${bigHeader}\r\n`, 400, "nova"],
+    ["headers too large at /volume", `GET /volume/v3/0a1b/volumes HTTP/1.1\r\nhost: x\r\n${bigHeader}\r\n`, 400, "nova"],
     ["headers too large at /object-store", `GET /object-store/v1/AUTH_x HTTP/1.1\r\nhost: x\r\n${bigHeader}\r\n`, 431, "swift"],
     ["headers too large at /image", `GET /image/v2/images HTTP/1.1\r\nhost: x\r\n${bigHeader}\r\n`, 431, "glance-html"],
     ["headers too large at /identity", `POST /identity/v3/auth/tokens HTTP/1.1\r\nhost: x\r\n${bigHeader}\r\n`, 431, "keystone"],

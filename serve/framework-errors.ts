@@ -14,6 +14,7 @@
  * service's own mapping and renderer:
  *
  *   /compute                  Nova's fault JSON (its 4xx are 400 badRequest)  compute/api/faults.ts
+ *   /volume                   Cinder's fault JSON (likewise)                  gateways/volumes/api/faults.ts
  *   /object-store, /public    Swift's page, X-Trans-Id                        gateways/pithos/wire/errors.ts
  *   /image                    Glance's webob rendering by Accept              gateways/plankton/errors.ts
  *   /identity/account         Astakos's fault JSON (400 badRequest)           identity/astakos-errors.ts
@@ -32,6 +33,7 @@ import { novaFaultBody, toNovaFault } from "../compute/api/faults.ts";
 import { errorResponse, toPithosError } from "../gateways/pithos/wire/errors.ts";
 import { transId } from "../gateways/pithos/wire/timestamps.ts";
 import { glanceErrorResponse } from "../gateways/plankton/errors.ts";
+import { cinderFaultBody, toCinderFault } from "../gateways/volumes/api/faults.ts";
 import { astakosFaultBody, astakosFaults, toAstakosFault } from "../identity/astakos-errors.ts";
 import { IdentityError, keystoneErrorBody, keystoneStatusErrorBody } from "../identity/errors.ts";
 
@@ -65,10 +67,11 @@ export interface RenderedError {
   body: string;
 }
 
-export type ApiConvention = "nova" | "swift" | "glance" | "astakos" | "keystone" | "fastify";
+export type ApiConvention = "nova" | "cinder" | "swift" | "glance" | "astakos" | "keystone" | "fastify";
 
 const prefixes: ReadonlyArray<[string, ApiConvention]> = [
   ["/compute", "nova"],
+  ["/volume", "cinder"],
   ["/object-store", "swift"],
   ["/public", "swift"],
   ["/image", "glance"],
@@ -106,6 +109,10 @@ function renderBody(error: FrameworkError, request: RefusedRequest): RenderedErr
     case "nova": {
       const fault = toNovaFault(thrown, request.requestId);
       return { status: fault.status, headers: { "content-type": json }, body: JSON.stringify(novaFaultBody(fault)) };
+    }
+    case "cinder": {
+      const fault = toCinderFault(thrown, request.requestId);
+      return { status: fault.status, headers: { "content-type": json }, body: JSON.stringify(cinderFaultBody(fault)) };
     }
     case "swift": {
       const response = errorResponse(toPithosError(thrown), "GET");

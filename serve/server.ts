@@ -8,6 +8,7 @@
  *   /public/{token} published objects, no auth          gateways/pithos/public.ts
  *   /image/…        images (Glance v2, Plankton v1)     gateways/plankton/plugin.ts
  *   /compute/…      compute (Nova v2.1) and VNC consoles compute/api/plugin.ts
+ *   /volume/…       block storage (Cinder v3)           gateways/volumes/api/plugin.ts
  *   /healthz        200 when the database answers
  *   /metrics        Prometheus text format              metrics.ts
  *
@@ -26,6 +27,7 @@ import type { MetadataDatabase } from "../db/index.ts";
 import { IdentityService, identityPlugin, localTokenValidator, swiftAuthPlugin, type IdentityServiceOptions } from "../identity/index.ts";
 import { objectStoreUrlRewriter, pithosPlugin, publicPlugin, type PithosService } from "../gateways/pithos/index.ts";
 import { planktonPlugin } from "../gateways/plankton/index.ts";
+import { volumePlugin, type VolumeService } from "../gateways/volumes/index.ts";
 import { computePlugin } from "../compute/api/index.ts";
 import type { ConsoleTokenResolver } from "../compute/console-proxy.ts";
 import type { ComputeApi } from "../compute/model.ts";
@@ -55,6 +57,8 @@ export interface ServerOptions {
   pithos?: PithosService;
   /** The compute service; without it /compute is not served (no QEMU on this host). */
   compute?: ComputeApi & ConsoleTokenResolver;
+  /** Block-storage volumes over the engine; without it /volume is not served. */
+  volumes?: VolumeService;
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
@@ -101,6 +105,9 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     await app.register(publicPlugin, { service: options.pithos, prefix: "/public" });
     // Images are Pithos+ files: the image service needs the object store.
     await app.register(planktonPlugin, { ...pithosOptions, prefix: "/image" });
+  }
+  if (options.volumes !== undefined) {
+    await app.register(volumePlugin, { volumes: options.volumes, identity, ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }), prefix: "/volume" });
   }
   if (options.compute !== undefined) {
     const serviceUsers = new Set(options.serviceUsers ?? []);

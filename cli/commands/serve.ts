@@ -28,6 +28,7 @@ import { databaseOption, databaseUrl } from "./database.ts";
 import { listenError, portArgument, stderrLogger } from "./nbd.ts";
 import { computeDirOption } from "./compute-context.ts";
 import { computeUnavailable, prepareComputeDir, startCompute } from "./serve-compute.ts";
+import { startVolumes } from "./serve-volumes.ts";
 
 export const httpPortDefault = 8080;
 
@@ -180,7 +181,9 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
     // NBD first: compute's reconcile may restart servers, whose disks must be reachable.
     nbd = await startNbd(options, engine, layout?.nbdSocket);
     const logger = pino({ level: options.logLevel });
+    let volumes: Awaited<ReturnType<typeof startVolumes>>;
     try {
+      volumes = await startVolumes({ db, engine, nbd, logger: logger.child({ service: "volumes" }) });
       if (layout !== undefined && nbd !== undefined) {
         compute = await startCompute({ db, engine, nbd, nbdSocket: resolve(options.nbdSocket ?? layout.nbdSocket), layout, logger: logger.child({ service: "compute" }) });
       }
@@ -194,6 +197,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
       serviceUsers: options.serviceUser,
       pithos: new PithosService({ engine, db }),
       ...(compute !== undefined && { compute }),
+      volumes,
       ...(options.publicUrl !== undefined && { publicUrl: options.publicUrl }),
     });
     const served = nbd;
@@ -217,6 +221,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
       `  object store (Swift)    ${base}/object-store/v1/AUTH_<user uuid>   public links ${base}/public/…`,
       `  health, metrics         ${base}/healthz  ${base}/metrics`,
       ...(nbd === undefined ? ["  NBD                     off"] : nbdUris.map((uri, i) => `  ${i === 0 ? "NBD (every volume)     " : "                       "} ${uri}`)),
+      `  block storage (Cinder)  ${base}/volume/v3/<user uuid>`,
       compute === undefined ? `  compute                 off: ${computeOff ?? "not started"}` : `  compute (Nova v2.1)     ${base}/compute/v2.1   servers' state in ${options.computeDir}`,
       ...loginHelp(base, firstUser),
       "SIGINT or SIGTERM stops: requests in flight finish, volumes are flushed.",
@@ -231,6 +236,7 @@ async function serve(options: ServeOptions, command: Command): Promise<void> {
       objectStore: `${base}/object-store/v1`,
       nbd: nbdUris,
       compute: compute === undefined ? null : `${base}/compute/v2.1`,
+      volume: `${base}/volume/v3`,
       ...(firstUser !== undefined && { firstUser }),
     };
     if (global.json) printReport({ text, json }, true);

@@ -17,6 +17,8 @@ export interface ServeBanner {
   nbd: string[];
   /** The Nova API's URL, or null when compute is off. */
   compute: string | null;
+  /** The Cinder API's URL (`{base}/volume/v3`; the project id follows). */
+  volume?: string;
   firstUser?: { name: string; password: string };
 }
 

@@ -8,7 +8,7 @@
 import fc from "fast-check";
 import type { LightMyRequestResponse } from "fastify";
 import { describe, expect, it } from "vitest";
-import { computeHarness, type ComputeHarness } from "./testing/harness.ts";
+import { computeHarness, testUsers, type ComputeHarness } from "./testing/harness.ts";
 
 const api = "/compute/v2.1";
 const runs = { numRuns: 150 };
@@ -87,6 +87,33 @@ describe("fuzzed requests never make a 500 and always answer Nova's fault body",
         const headers = { "x-openstack-nova-api-version": version };
         expectNovaAnswer(await h.request("POST", `${api}/servers/${id}/action`, { payload: actionPayload, headers }));
         expectNovaAnswer(await h.request("POST", `${api}/servers/${id}/remote-consoles`, { payload: remotePayload, headers }));
+      }),
+      runs,
+    );
+  });
+
+  it("volume attachments: attach bodies, detach and show paths, list queries", async () => {
+    const { h, id } = await withServer();
+    const volumeId = h.fake.addVolume(testUsers.alice);
+    const volumeIdLike = fc.oneof(fc.constant(volumeId), fc.uuid(), fc.string({ maxLength: 40 }), fc.jsonValue({ maxDepth: 1 }));
+    const device = fc.oneof(fc.constantFrom("/dev/vdc", "/dev/sdb", "/dev/xvdz1", "/dev/vda", null), fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 1 }));
+    const attach = fc
+      .oneof(
+        fc.record({ volumeId: volumeIdLike, device }, { requiredKeys: [] }),
+        near(["volumeId", "device", "tag", "delete_on_termination"]),
+      )
+      .map((volumeAttachment) => JSON.stringify({ volumeAttachment }));
+    const query = fc.dictionary(fc.constantFrom("limit", "offset", "x"), fc.string({ maxLength: 8 }), { maxKeys: 2 });
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(attach, anyPayload), fc.string({ minLength: 1, maxLength: 40 }), query, versions, async (payload, pathVolume, params, version) => {
+        const headers = { "x-openstack-nova-api-version": version };
+        const base = `${api}/servers/${id}/os-volume_attachments`;
+        expectNovaAnswer(await h.request("POST", base, { payload, headers }));
+        expectNovaAnswer(await h.request("GET", `${base}?${new URLSearchParams(params).toString()}`, { headers }));
+        for (const method of ["GET", "DELETE"]) {
+          expectNovaAnswer(await h.request(method, `${base}/${encodeURIComponent(pathVolume)}`, { headers }));
+        }
+        await h.request("DELETE", `${base}/${volumeId}`, { headers });
       }),
       runs,
     );

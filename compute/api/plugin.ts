@@ -3,14 +3,14 @@
  * (catalog URL `{base}/compute/v2.1`, identity/catalog.ts):
  *
  *   GET /, /v2.1[/]         version documents, no token (versions.ts)
- *   /v2.1/servers…          servers.ts, metadata.ts, actions.ts
+ *   /v2.1/servers…          servers.ts, metadata.ts, actions.ts, volume-attachments.ts
  *   /v2.1/flavors…          flavors.ts
  *   /v2.1/os-keypairs…      keypairs.ts
  *   /v2.1/images…           images.ts: Nova's image proxy, a view of Plankton
  *   /v2.1/limits            absolute limits from identity's quotas
  *   /console/<token>        the VNC websocket (../console-proxy.ts), when a resolver is given
  *
- * Not served: volume attachments, networks, server groups. Unknown routes are Nova's 404
+ * Not served: networks, server groups. Unknown routes are Nova's 404
  * itemNotFound.
  *
  * Every /v2.1 route needs X-Auth-Token (checked in-process, identity/require-token.ts) and
@@ -36,6 +36,7 @@ import { metadataRoutes } from "./metadata.ts";
 import { echoMicroversion, microversionMinMinor, negotiateMicroversion, requestedMicroversion } from "./microversion.ts";
 import { serverRoutes } from "./servers.ts";
 import { versionDocument, versionsDocument } from "./versions.ts";
+import { volumeAttachmentRoutes } from "./volume-attachments.ts";
 import type { ApiUrls } from "./views.ts";
 
 export interface ComputePluginOptions {
@@ -100,6 +101,7 @@ export async function computePlugin(app: FastifyInstance, options: ComputePlugin
       serverRoutes(v21, context);
       metadataRoutes(v21, context);
       actionRoutes(v21, context);
+      volumeAttachmentRoutes(v21, context);
       flavorRoutes(v21, context);
       keypairRoutes(v21, context);
       await imageRoutes(v21, context);

@@ -91,7 +91,9 @@ export function serverDetail(server: Server, urls: ApiUrls, microversion: number
     "OS-EXT-STS:power_state": server.powerState,
     "OS-SRV-USG:launched_at": server.launchedAt === null ? null : novaNaiveTime(server.launchedAt),
     "OS-SRV-USG:terminated_at": server.terminatedAt === null ? null : novaNaiveTime(server.terminatedAt),
-    "os-extended-volumes:volumes_attached": [],
+    // Nova's block device mappings' volumes; 2.3 adds delete_on_termination (false: an
+    // attached volume outlives its server here, as in Nova unless asked at attach from 2.79).
+    "os-extended-volumes:volumes_attached": server.volumesAttached.map((id) => (microversion >= 3 ? { id, delete_on_termination: false } : { id })),
     links: links(urls, "servers", server.id),
   };
   if (progressStatuses.has(server.status)) view["progress"] = server.progress;

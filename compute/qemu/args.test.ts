@@ -22,8 +22,8 @@ const spec: InstanceSpec = {
   ramMiB: 512,
   rootDisk: { socketPath: "/run/okeanos/nbd.sock", exportName: "server-0b9f7d1e-5a3c-4c2e-9d52-1f7f0a6b2c3d" },
   extraDisks: [
-    { socketPath: "/run/okeanos/nbd.sock", exportName: "data,1", readOnly: true },
-    { socketPath: "/run/okeanos/nbd.sock", exportName: "logs" },
+    { socketPath: "/run/okeanos/nbd.sock", exportName: "data,1", readOnly: true, id: "7f3e2a10-1b2c-4d5e-8f90-a1b2c3d4e5f6", serial: "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e", device: "/dev/vdc" },
+    { socketPath: "/run/okeanos/nbd.sock", exportName: "logs", id: "aa11bb22-cc33-4d44-8e55-ff6677889900", serial: "logs,volume", device: "/dev/vde" },
   ],
   seed: { instanceId: id, hostname: "web1", sshAuthorizedKeys: [] },
 };
@@ -34,24 +34,40 @@ function valuesOf(args: string[], option: string): string[] {
 }
 
 describe("qemuArgs", () => {
-  it("puts root, seed and extra disks in order, each an NBD or file drive on virtio-blk", () => {
+  it("puts root, seed and attached volumes in order: drives on virtio-blk, volumes as named nodes in their device's slot", () => {
     const args = qemuArgs(spec, layout, host);
     const drives = valuesOf(args, "-drive");
     expect(drives).toEqual([
       "if=none,id=root,driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=/run/okeanos/nbd.sock," +
         `file.export=server-${id},file.reconnect-delay=60,cache=writeback,discard=unmap`,
       `if=none,id=seed,driver=raw,file.driver=file,file.filename=${layout.seedIso},read-only=on`,
-      "if=none,id=disk1,driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=/run/okeanos/nbd.sock," +
-        "file.export=data,,1,file.reconnect-delay=60,cache=writeback,discard=unmap,read-only=on",
-      "if=none,id=disk2,driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=/run/okeanos/nbd.sock," +
-        "file.export=logs,file.reconnect-delay=60,cache=writeback,discard=unmap",
+    ]);
+    // -blockdev's JSON form: what blockdev-add takes (disks.ts), no QemuOpts escaping.
+    expect(valuesOf(args, "-blockdev").map((text) => JSON.parse(text) as unknown)).toEqual([
+      {
+        driver: "raw",
+        "node-name": "vol-7f3e2a101b2c4d5e8f90a1b2",
+        discard: "unmap",
+        cache: { direct: false, "no-flush": false },
+        "read-only": true,
+        file: { driver: "nbd", server: { type: "unix", path: "/run/okeanos/nbd.sock" }, export: "data,1", "reconnect-delay": 60 },
+      },
+      {
+        driver: "raw",
+        "node-name": "vol-aa11bb22cc334d448e55ff66",
+        discard: "unmap",
+        cache: { direct: false, "no-flush": false },
+        "read-only": false,
+        file: { driver: "nbd", server: { type: "unix", path: "/run/okeanos/nbd.sock" }, export: "logs", "reconnect-delay": 60 },
+      },
     ]);
     expect(valuesOf(args, "-device")).toEqual([
       "virtio-rng-pci",
       "virtio-blk-pci,drive=root,serial=server-0b9f7d1e-5a3c,bootindex=1",
       "virtio-blk-pci,drive=seed,serial=cidata",
-      "virtio-blk-pci,drive=disk1,serial=data,,1",
-      "virtio-blk-pci,drive=disk2,serial=logs",
+      // The serial is the volume id cut to virtio's 20 bytes; vdc is slot 6, vde slot 8.
+      "virtio-blk-pci,id=disk-7f3e2a101b2c4d5e8f90a1b2,drive=vol-7f3e2a101b2c4d5e8f90a1b2,serial=0c1d2e3f-4a5b-4c6d-8,write-cache=on,bus=pci.0,addr=0x6",
+      "virtio-blk-pci,id=disk-aa11bb22cc334d448e55ff66,drive=vol-aa11bb22cc334d448e55ff66,serial=logs,,volume,write-cache=on,bus=pci.0,addr=0x8",
     ]);
   });
 
@@ -87,7 +103,11 @@ describe("qemuArgs", () => {
     expect(refused({ vcpus: 0 })).toMatch(/vcpus/);
     expect(refused({ vcpus: 1.5 })).toMatch(/vcpus/);
     expect(refused({ ramMiB: 8 })).toMatch(/ramMiB/);
-    expect(refused({ extraDisks: Array.from({ length: extraDisksMax + 1 }, () => spec.rootDisk) })).toMatch(/at most 16/);
+    const disk = spec.extraDisks[1]!;
+    expect(refused({ extraDisks: Array.from({ length: extraDisksMax + 1 }, () => disk) })).toMatch(/at most 16/);
+    expect(refused({ extraDisks: [disk, { ...disk, device: "/dev/vdf" }] })).toMatch(/both take vol-aa11/);
+    expect(refused({ extraDisks: [disk, { ...disk, id: "bb11bb22-cc33-4d44-8e55-ff6677889900" }] })).toMatch(/both take slot 8/);
+    expect(refused({ extraDisks: [{ ...disk, id: "short" }] })).toMatch(/not a disk id/);
     expect(refused({ rootDisk: { socketPath: "nbd.sock", exportName: "x" } })).toMatch(/must be absolute/);
     expect(refused({ rootDisk: { socketPath: `/${"s".repeat(socketPathBytesMax)}`, exportName: "x" } })).toMatch(/over the 107/);
   });

@@ -4,7 +4,9 @@
  * value is written ",,").
  *
  * Disks, in PCI slot order (the guest's vda, vdb…): the root disk, the NoCloud seed, then the
- * extra disks in attachment order (driver.ts: InstanceSpec.extraDisks).
+ * attached volumes (driver.ts: InstanceSpec.extraDisks) as `-blockdev` nodes and devices named
+ * after their attachment, each in the slot of its device (disks.ts): the very node and device
+ * a hot-plug adds, so a detach finds it either way.
  *
  * Durability: every NBD disk is `cache=writeback`, which means the guest sees a volatile write
  * cache (virtio-blk offers VIRTIO_BLK_F_FLUSH) and QEMU passes each guest flush down as
@@ -15,8 +17,9 @@
  * which flushes them; after a SIGKILL only writes the guest never flushed may be lost — as
  * on a real disk losing power.
  */
-import type { InstanceSpec, NbdDisk } from "../driver.ts";
+import type { AttachedDisk, InstanceSpec, NbdDisk } from "../driver.ts";
 import { ComputeError } from "../errors.ts";
+import { attachedDiskNames, blockdevOptions, checkAttachedDisk, deviceProperties, pciSlotOf, virtioSerial } from "./disks.ts";
 import { checkSocketPath, type InstanceLayout } from "./layout.ts";
 
 /** pc (i440fx) takes 255 vCPUs without an IOMMU for x2APIC. */
@@ -28,8 +31,6 @@ export const ramMiBMin = 16;
  * bridge, PIIX, VGA, the RNG, the root disk and the seed take six; 16 leaves room.
  */
 export const extraDisksMax = 16;
-/** virtio-blk's serial is VIRTIO_BLK_ID_BYTES = 20 bytes. */
-const serialBytesMax = 20;
 
 export interface HostChoices {
   /** "kvm" when /dev/kvm is usable (falling back to TCG if KVM fails to initialise), else "tcg". */
@@ -60,6 +61,16 @@ export function checkSpec(spec: InstanceSpec): void {
     }
     checkSocketPath(disk.socketPath, `the NBD socket of export ${disk.exportName}`);
   }
+  const taken = new Set<string>();
+  for (const disk of spec.extraDisks) {
+    checkAttachedDisk(disk);
+    const { nodeName } = attachedDiskNames(disk.id);
+    const slot = pciSlotOf(disk.device);
+    for (const claim of [nodeName, ...(slot === undefined ? [] : [`slot ${slot}`])]) {
+      if (taken.has(claim)) throw new ComputeError("EBAD_REQUEST", `two extra disks would both take ${claim} (disk ${disk.id}, device ${disk.device})`);
+      taken.add(claim);
+    }
+  }
 }
 
 function nbdDrive(id: string, disk: NbdDisk, host: HostChoices): string {
@@ -76,8 +87,13 @@ function nbdDrive(id: string, disk: NbdDisk, host: HostChoices): string {
 }
 
 function virtioDisk(driveId: string, serial: string, extra: string[] = []): string {
-  const cut = Buffer.from(serial, "utf8").subarray(0, serialBytesMax).toString("utf8").replace(/\uFFFD$/, "");
-  return [`virtio-blk-pci,drive=${driveId}`, `serial=${optionValue(cut)}`, ...extra].join(",");
+  return [`virtio-blk-pci,drive=${driveId}`, `serial=${optionValue(virtioSerial(serial))}`, ...extra].join(",");
+}
+
+/** An attached volume's device as a `-device` option (QemuOpts: key=value, "," doubled inside values). */
+export function attachedDiskDevice(disk: AttachedDisk): string {
+  const { driver, ...properties } = deviceProperties(disk);
+  return [driver, ...Object.entries(properties).map(([key, value]) => `${key}=${optionValue(value)}`)].join(",");
 }
 
 export function qemuArgs(spec: InstanceSpec, layout: InstanceLayout, host: HostChoices): string[] {
@@ -105,10 +121,10 @@ export function qemuArgs(spec: InstanceSpec, layout: InstanceLayout, host: HostC
     ...["-drive", `if=none,id=seed,driver=raw,file.driver=file,file.filename=${optionValue(layout.seedIso)},read-only=on`],
     ...["-device", virtioDisk("seed", "cidata")],
   ];
-  spec.extraDisks.forEach((disk, index) => {
-    const id = `disk${index + 1}`;
-    args.push("-drive", nbdDrive(id, disk, host), "-device", virtioDisk(id, disk.exportName));
-  });
+  for (const disk of spec.extraDisks) {
+    // -blockdev's JSON form: the options blockdev-add takes, verbatim (no QemuOpts escaping).
+    args.push("-blockdev", JSON.stringify(blockdevOptions(disk, host)), "-device", attachedDiskDevice(disk));
+  }
   if (spec.kernel !== undefined) {
     args.push("-kernel", spec.kernel.kernelPath);
     if (spec.kernel.initrdPath !== undefined) args.push("-initrd", spec.kernel.initrdPath);

@@ -13,9 +13,10 @@ import { accessSync, constants } from "node:fs";
 import { mkdir, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { resolve } from "node:path";
-import type { HypervisorDriver, InstanceSpec, InstanceStatus, PowerState, VncEndpoint } from "../driver.ts";
+import type { AttachedDisk, HypervisorDriver, InstanceSpec, InstanceStatus, PowerState, VncEndpoint } from "../driver.ts";
 import { ComputeError } from "../errors.ts";
 import { checkSpec, qemuArgs, type HostChoices } from "./args.ts";
+import { checkAttachedDisk, plugDisk, unplugDisk, type QmpCall } from "./disks.ts";
 import { instanceIdPattern, instanceLayout, type InstanceLayout } from "./layout.ts";
 import { writeSeedIso } from "./nocloud.ts";
 import { instancePid, logTailBytes, runDaemonizing, signalInstance, tail, waitForExit } from "./process.ts";
@@ -40,6 +41,12 @@ export const killWaitMs = 10_000;
 export const nbdReconnectDelaySecondsDefault = 60;
 /** Nova's console token lifetime (consoleauth token_ttl, 600 s): the password expires with the URL. */
 export const vncPasswordLifetimeSecondsDefault = 600;
+/**
+ * How long a detach waits for the guest to release the disk. Linux answers an ACPI eject in
+ * well under a second, a loaded TCG guest in a few; Nova's libvirt driver waits about as long
+ * in all (device_detach_timeout with its retries).
+ */
+export const detachTimeoutMsDefault = 30_000;
 /** RFB's VNC authentication uses the first 8 bytes of the password as a DES key. */
 export const vncPasswordLength = 8;
 /** console.log grows while a guest runs (a file chardev cannot rotate); at each start a log over this size… */
@@ -62,6 +69,7 @@ export interface QemuDriverOptions {
   genisoimage?: string;
   startTimeoutMs?: number;
   qmpTimeoutMs?: number;
+  detachTimeoutMs?: number;
 }
 
 /** query-status's RunState (qapi/run-state.json) as a power state. */
@@ -88,6 +96,7 @@ export class QemuDriver implements HypervisorDriver {
   readonly #genisoimage: string;
   readonly #startTimeoutMs: number;
   readonly #qmpTimeoutMs: number;
+  readonly #detachTimeoutMs: number;
   /** The tail of each instance's queue of actions. */
   readonly #queues = new Map<string, Promise<unknown>>();
 
@@ -103,6 +112,7 @@ export class QemuDriver implements HypervisorDriver {
     this.#genisoimage = options.genisoimage ?? "genisoimage";
     this.#startTimeoutMs = options.startTimeoutMs ?? startTimeoutMsDefault;
     this.#qmpTimeoutMs = options.qmpTimeoutMs ?? qmpTimeoutMsDefault;
+    this.#detachTimeoutMs = options.detachTimeoutMs ?? detachTimeoutMsDefault;
   }
 
   /** "kvm" or "tcg": what start() asks QEMU for. */
@@ -188,6 +198,26 @@ export class QemuDriver implements HypervisorDriver {
     return { address: { kind: "unix", path: layout.vncSocket }, password };
   }
 
+  /** disks.ts plugDisk on the running instance; a stopped one starts with it (spec.extraDisks). */
+  async attachDisk(id: string, disk: AttachedDisk): Promise<void> {
+    checkAttachedDisk(disk);
+    const layout = this.layout(id);
+    await this.#serialized(id, async () => {
+      if ((await instancePid(layout.pidFile)) === undefined) return;
+      await plugDisk(this.#qmpCall(layout), disk, this.#host);
+    });
+  }
+
+  /** disks.ts unplugDisk on the running instance; a stopped one has no disks to take out. */
+  async detachDisk(id: string, diskId: string): Promise<void> {
+    checkAttachedDisk({ id: diskId } as AttachedDisk);
+    const layout = this.layout(id);
+    await this.#serialized(id, async () => {
+      if ((await instancePid(layout.pidFile)) === undefined) return;
+      await unplugDisk(this.#qmpCall(layout), diskId, this.#detachTimeoutMs);
+    });
+  }
+
   // ── the actions, called inside #serialized ─────────────────────────────────────
 
   async #start(spec: InstanceSpec, layout: InstanceLayout): Promise<void> {
@@ -263,6 +293,10 @@ export class QemuDriver implements HypervisorDriver {
       if (isQmpError(error)) throw new ComputeError("EHYPERVISOR", `${command} on ${layout.dir}: ${error.message}`, { cause: error });
       throw error;
     }
+  }
+
+  #qmpCall(layout: InstanceLayout): QmpCall {
+    return (command, args) => this.#qmp(layout, command, args);
   }
 
   /** Runs `action` after every earlier action on the same instance has settled. */

@@ -1,18 +1,23 @@
 /**
- * An in-memory HypervisorDriver for the service's tests: it keeps each instance's spec and
- * power state, records every call, and can be told to fail a method or to hang in it (a
+ * An in-memory HypervisorDriver for the service's tests: it keeps each instance's spec, power
+ * state and the disks plugged into it while it runs (those of the spec at start, then hot-plugs
+ * and unplugs), records every call, and can be told to fail a method or to hang in it (a
  * never-settling promise: the "process killed mid-job" of the crash tests).
  */
-import type { HypervisorDriver, InstanceSpec, InstanceStatus, PowerState, VncEndpoint } from "../driver.ts";
+import type { AttachedDisk, HypervisorDriver, InstanceSpec, InstanceStatus, PowerState, VncEndpoint } from "../driver.ts";
 import { ComputeError } from "../errors.ts";
 
-type Method = "start" | "stop" | "reboot" | "destroy" | "status" | "list" | "consoleLog" | "vnc";
+type Method = "start" | "stop" | "reboot" | "destroy" | "status" | "list" | "consoleLog" | "vnc" | "attachDisk" | "detachDisk";
 
 export interface FakeInstance {
   spec: InstanceSpec;
   power: PowerState;
   boots: number;
+  /** The disks the running instance has, by disk id (empty while it is shut down). */
+  disks?: Map<string, AttachedDisk>;
 }
+
+const pluggedAtStart = (spec: InstanceSpec) => new Map(spec.extraDisks.map((disk) => [disk.id, disk]));
 
 export class FakeDriver implements HypervisorDriver {
   readonly kind = "fake";
@@ -25,9 +30,9 @@ export class FakeDriver implements HypervisorDriver {
   /** Resolves the first time a hanging method is entered. */
   #hung: { promise: Promise<void>; resolve: () => void } = withResolvers();
 
-  /** The next calls of `method` throw `error` until cleared (`fail(method, undefined)`). */
-  fail(method: Method, error: Error | undefined = new ComputeError("EHYPERVISOR", `fake ${method} failure`)): void {
-    if (error === undefined) this.#failures.delete(method);
+  /** The next calls of `method` throw `error` until cleared (`fail(method, null)`). */
+  fail(method: Method, error: Error | null = new ComputeError("EHYPERVISOR", `fake ${method} failure`)): void {
+    if (error === null) this.#failures.delete(method);
     else this.#failures.set(method, error);
   }
 
@@ -56,19 +61,24 @@ export class FakeDriver implements HypervisorDriver {
     await this.#enter("start", spec.id);
     const instance = this.instances.get(spec.id);
     if (instance?.power === "running") return;
-    this.instances.set(spec.id, { spec, power: "running", boots: (instance?.boots ?? 0) + 1 });
+    this.instances.set(spec.id, { spec, power: "running", boots: (instance?.boots ?? 0) + 1, disks: pluggedAtStart(spec) });
   }
 
   async stop(id: string): Promise<void> {
     await this.#enter("stop", id);
     const instance = this.instances.get(id);
-    if (instance !== undefined) instance.power = "shutdown";
+    if (instance !== undefined) {
+      instance.power = "shutdown";
+      instance.disks = new Map();
+    }
   }
 
-  async reboot(spec: InstanceSpec, _kind: "soft" | "hard"): Promise<void> {
+  async reboot(spec: InstanceSpec, kind: "soft" | "hard"): Promise<void> {
     await this.#enter("reboot", spec.id);
     const instance = this.instances.get(spec.id);
-    this.instances.set(spec.id, { spec, power: "running", boots: (instance?.boots ?? 0) + 1 });
+    // A hard reboot resets the same machine (hot-plugged disks stay); a soft one starts anew.
+    const disks = kind === "hard" && instance?.power === "running" ? (instance.disks ?? new Map()) : pluggedAtStart(spec);
+    this.instances.set(spec.id, { spec, power: "running", boots: (instance?.boots ?? 0) + 1, disks });
   }
 
   async destroy(id: string): Promise<void> {
@@ -95,6 +105,23 @@ export class FakeDriver implements HypervisorDriver {
   async vnc(id: string): Promise<VncEndpoint> {
     await this.#enter("vnc", id);
     return { address: { kind: "unix", path: `/fake/${id}.vnc` }, password: "secret12" };
+  }
+
+  async attachDisk(id: string, disk: AttachedDisk): Promise<void> {
+    await this.#enter("attachDisk", id);
+    const instance = this.instances.get(id);
+    if (instance?.power === "running") (instance.disks ??= new Map()).set(disk.id, disk);
+  }
+
+  async detachDisk(id: string, diskId: string): Promise<void> {
+    await this.#enter("detachDisk", id);
+    const instance = this.instances.get(id);
+    if (instance?.power === "running") instance.disks?.delete(diskId);
+  }
+
+  /** The disk ids plugged into the running instance, in plug order. */
+  disksOf(id: string): string[] {
+    return [...(this.instances.get(id)?.disks?.keys() ?? [])];
   }
 
   async #enter(method: Method, id?: string): Promise<void> {

@@ -17,6 +17,7 @@ import * as plankton from "./0003-plankton.ts";
 import * as compute from "./0004-compute.ts";
 import * as pithosCharges from "./0005-pithos-charges.ts";
 import * as volumes from "./0006-volumes.ts";
+import * as computeVolumeJobs from "./0007-compute-volume-jobs.ts";
 
 interface EngineMigration {
   up(db: Kysely<unknown>, engine: DatabaseEngine): Promise<void>;
@@ -31,6 +32,7 @@ const migrations: ReadonlyArray<readonly [string, EngineMigration]> = [
   ["0004-compute", compute],
   ["0005-pithos-charges", pithosCharges],
   ["0006-volumes", volumes],
+  ["0007-compute-volume-jobs", computeVolumeJobs],
 ];
 
 export const migrationNames: readonly string[] = migrations.map(([name]) => name);

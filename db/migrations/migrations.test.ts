@@ -87,6 +87,30 @@ describeEachEngine("migrations", (databases) => {
     ]);
   });
 
+  it("0007 lets jobs attach and detach volumes, keeping every job, its id, the id counter and the one-queued rule", async () => {
+    const db = await databases.connect(await databases.freshUrl());
+    const { error } = await migratorFor(db).migrateTo("0006-volumes");
+    expect(error).toBeUndefined();
+    const now = 1_700_000_000_000;
+    const server = "5e0c1a52-8f0e-4d7b-9a57-0d1b6a0c9e11";
+    await sql`insert into compute_servers (id, user_uuid, name, flavor_id, vcpus, ram_mib, disk_gib, root_volume, vm_state, created_at, updated_at)
+      values (${server}, 'u', 'vm', '1', 1, 512, 1, 'server-x', 'active', ${now}, ${now})`.execute(db.kysely);
+    const job = async (action: string, state: string): Promise<number> => {
+      const result = await sql<{ id: number }>`insert into compute_jobs (server_id, action, state, created_at, updated_at)
+        values (${server}, ${action}, ${state}, ${now}, ${now}) returning id`.execute(db.kysely);
+      return Number(result.rows[0]!.id);
+    };
+    await expect(job("attachVolume", "done")).rejects.toThrow();
+    await job("create", "done");
+    const withdrawn = await job("stop", "failed");
+    await sql`delete from compute_jobs where id = ${withdrawn}`.execute(db.kysely); // its id is never reused
+    await migrateToLatest(db);
+    expect(await job("attachVolume", "queued")).toBeGreaterThan(withdrawn);
+    expect((await db.kysely.selectFrom("compute_jobs").select(["id", "action"]).orderBy("id").execute()).map((row) => row.action)).toEqual(["create", "attachVolume"]);
+    await expect(job("detachVolume", "queued")).rejects.toThrow(); // still one queued job per server
+    await expect(job("fly", "done")).rejects.toThrow();
+  });
+
   // SQLite: one process holds one handle per file (node:sqlite is synchronous, see
   // sqlite-dialect.ts); API nodes sharing a database are PostgreSQL.
   it.runIf(databases.engine === "postgres")("apply once when three nodes migrate one database at once", async () => {
@@ -99,6 +123,6 @@ describeEachEngine("migrations", (databases) => {
 
 describe("latestMigration", () => {
   it("names the last migration", () => {
-    expect(latestMigration).toBe("0006-volumes");
+    expect(latestMigration).toBe("0007-compute-volume-jobs");
   });
 });

@@ -32,8 +32,11 @@ export interface EnqueueJobInput {
   serverId: string;
   action: Exclude<ComputeJobAction, "create">;
   args?: Record<string, unknown>;
-  /** The task_state the server shows while the job waits and runs. */
-  taskState: ComputeTaskState;
+  /**
+   * The task_state the server shows while the job waits and runs; null for the volume jobs,
+   * which Nova runs with none (the server stays ACTIVE or SHUTOFF; the job still blocks others).
+   */
+  taskState: ComputeTaskState | null;
   /** vm_states the action is allowed in (ECONFLICT otherwise); DELETE ignores it. */
   allowedVmStates?: readonly ComputeVmState[];
   /** The action as Nova names it in its conflict message (`os-stop`, `reboot`…). */
@@ -58,65 +61,71 @@ export interface EnqueuedJob {
  */
 export async function enqueueComputeJob(db: MetadataDatabase, input: EnqueueJobInput, nowMs = Date.now()): Promise<EnqueuedJob> {
   checkInteger("nowMs", nowMs, { min: 0 });
+  return inTransaction(db, (tx) => enqueueComputeJobIn(tx, db.engine, input, nowMs));
+}
+
+/**
+ * enqueueComputeJob inside the caller's transaction, for callers that write rows of their own
+ * with the job (compute-attachments.ts: the attachment and its job, or neither).
+ */
+export async function enqueueComputeJobIn(tx: Transaction<Database>, engine: MetadataDatabase["engine"], input: EnqueueJobInput, nowMs: number): Promise<EnqueuedJob> {
   const name = input.actionName ?? input.action;
-  return inTransaction(db, async (tx) => {
-    const server = await tx
-      .selectFrom("compute_servers")
-      .selectAll()
-      .where("id", "=", input.serverId)
-      .$if(db.engine === "postgres", (query) => query.forUpdate())
-      .executeTakeFirst();
-    if (server === undefined || server.vm_state === "deleted") {
-      throw new DbError("ENOT_FOUND", `Instance ${input.serverId} could not be found.`, { id: input.serverId });
+  const server = await tx
+    .selectFrom("compute_servers")
+    .selectAll()
+    .where("id", "=", input.serverId)
+    .$if(engine === "postgres", (query) => query.forUpdate())
+    .executeTakeFirst();
+  if (server === undefined || server.vm_state === "deleted") {
+    throw new DbError("ENOT_FOUND", `Instance ${input.serverId} could not be found.`, { id: input.serverId });
+  }
+  const active = await activeJobsIn(tx, input.serverId);
+  const cancelled: ComputeJob[] = [];
+  if (input.action === "delete") {
+    const deleting = active.find((job) => job.action === "delete");
+    if (deleting !== undefined) return { job: deleting, server: serverFromRow(server), cancelled, existing: true };
+    for (const job of active.filter((job) => job.state === "queued")) {
+      await tx.updateTable("compute_jobs").set({ state: "failed", error: jobCancelledError, updated_at: nowMs }).where("id", "=", job.id).where("state", "=", "queued").execute();
+      cancelled.push({ ...job, state: "failed", error: jobCancelledError, updatedAt: nowMs });
     }
-    const active = await activeJobsIn(tx, input.serverId);
-    const cancelled: ComputeJob[] = [];
-    if (input.action === "delete") {
-      const deleting = active.find((job) => job.action === "delete");
-      if (deleting !== undefined) return { job: deleting, server: serverFromRow(server), cancelled, existing: true };
-      for (const job of active.filter((job) => job.state === "queued")) {
-        await tx.updateTable("compute_jobs").set({ state: "failed", error: jobCancelledError, updated_at: nowMs }).where("id", "=", job.id).where("state", "=", "queued").execute();
-        cancelled.push({ ...job, state: "failed", error: jobCancelledError, updatedAt: nowMs });
-      }
-    } else {
-      const blocking = active[0];
-      if (blocking !== undefined || server.task_state !== null) {
-        const taskState = server.task_state ?? blocking?.action;
-        throw new DbError("ECONFLICT", `Cannot '${name}' instance ${input.serverId} while it is in task_state ${taskState}`, {
-          id: input.serverId,
-          taskState,
-        });
-      }
-      if (input.allowedVmStates !== undefined && !input.allowedVmStates.includes(server.vm_state)) {
-        throw new DbError("ECONFLICT", `Cannot '${name}' instance ${input.serverId} while it is in vm_state ${server.vm_state}`, {
-          id: input.serverId,
-          vmState: server.vm_state,
-        });
-      }
+  } else {
+    const blocking = active[0];
+    if (blocking !== undefined || server.task_state !== null) {
+      const taskState = server.task_state ?? blocking?.action;
+      throw new DbError("ECONFLICT", `Cannot '${name}' instance ${input.serverId} while it is in task_state ${taskState}`, {
+        id: input.serverId,
+        taskState,
+      });
     }
-    const job = await tx
-      .insertInto("compute_jobs")
-      .values({
-        server_id: input.serverId,
-        action: input.action,
-        args: JSON.stringify(input.args ?? {}),
-        state: "queued",
-        attempts: 0,
-        held: input.held === true ? 1 : 0,
-        error: null,
-        created_at: nowMs,
-        updated_at: nowMs,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    const updated = await tx
-      .updateTable("compute_servers")
-      .set({ task_state: input.taskState, updated_at: nowMs })
-      .where("id", "=", input.serverId)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    return { job: jobFromRow(job), server: serverFromRow(updated), cancelled, existing: false };
-  });
+    if (input.allowedVmStates !== undefined && !input.allowedVmStates.includes(server.vm_state)) {
+      throw new DbError("ECONFLICT", `Cannot '${name}' instance ${input.serverId} while it is in vm_state ${server.vm_state}`, {
+        id: input.serverId,
+        vmState: server.vm_state,
+      });
+    }
+  }
+  const job = await tx
+    .insertInto("compute_jobs")
+    .values({
+      server_id: input.serverId,
+      action: input.action,
+      args: JSON.stringify(input.args ?? {}),
+      state: "queued",
+      attempts: 0,
+      held: input.held === true ? 1 : 0,
+      error: null,
+      created_at: nowMs,
+      updated_at: nowMs,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  const updated = await tx
+    .updateTable("compute_servers")
+    .set({ task_state: input.taskState, updated_at: nowMs })
+    .where("id", "=", input.serverId)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return { job: jobFromRow(job), server: serverFromRow(updated), cancelled, existing: false };
 }
 
 /**

@@ -7,7 +7,7 @@
 import type { Transaction } from "kysely";
 import type { MetadataDatabase } from "../connect.ts";
 import { DbError } from "../errors.ts";
-import type { ComputeAttachmentState, ComputeTaskState, ComputeVmState, Database } from "../schema.ts";
+import type { ComputeTaskState, ComputeVmState, Database } from "../schema.ts";
 import { inTransaction } from "../transaction.ts";
 import { checkInteger, checkText, checkUuid } from "./limits.ts";
 import {
@@ -187,25 +187,6 @@ export async function deleteComputeServerMetadata(db: MetadataDatabase, id: stri
     if (result.numDeletedRows === 0n) throw new DbError("ENOT_FOUND", `Metadata item was not found`, { key });
     await tx.updateTable("compute_servers").set({ updated_at: nowMs }).where("id", "=", id).execute();
   });
-}
-
-/**
- * Extra volumes attached to the server, in attachment order (vdb, vdc…), with their engine
- * volume names (what the NBD server exports) and attach state.
- */
-export async function listComputeVolumeAttachments(
-  db: MetadataDatabase,
-  serverId: string,
-): Promise<Array<{ id: string; volumeId: string; volumeName: string; device: string; state: ComputeAttachmentState; createdAt: number }>> {
-  const rows = await db.kysely
-    .selectFrom("compute_volume_attachments as a")
-    .innerJoin("volumes as v", "v.id", "a.volume_id")
-    .select(["a.id", "a.volume_id", "v.engine_name", "a.device", "a.state", "a.created_at"])
-    .where("a.server_id", "=", serverId)
-    .orderBy("a.created_at")
-    .orderBy("a.id")
-    .execute();
-  return rows.map((row) => ({ id: row.id, volumeId: row.volume_id, volumeName: row.engine_name, device: row.device, state: row.state, createdAt: row.created_at }));
 }
 
 async function lockLiveServer(tx: Transaction<Database>, engine: MetadataDatabase["engine"], id: string): Promise<void> {

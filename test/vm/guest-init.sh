@@ -22,7 +22,12 @@
 #                       /root/.ssh/authorized_keys on it, read /marker.txt, write okeanos.note
 #                       (if given) to /marker.txt, sync, print the cloud line; then stay
 #                       running until the ACPI power button is pressed (the compute service's
-#                       stop), unmount and power off.
+#                       stop), unmount and power off. Meanwhile it watches for hot-plugged
+#                       disks as the watch task does (test/vm/volumes.test.ts).
+#   okeanos.task=watch  touch no disk; print a DISK line whenever a virtio disk other than
+#                       /dev/vda and the seed appears or goes (hot-plug, compute/qemu/disks.ts),
+#                       and write a marker at the start of each new one when okeanos.note is
+#                       given (compute/qemu/hotplug.test.ts); forever.
 #
 # Result lines, the contract with vm.test.ts and compute.test.ts (values never contain spaces):
 #   OKEANOS-VM: write-done token=T sha256=H
@@ -40,6 +45,13 @@
 #   OKEANOS-VM-POWER: waiting DEVICE  it waits for the power button on /dev/input/DEVICE
 #   OKEANOS-VM-POWER: none            no power button found: it sleeps until killed
 #   OKEANOS-VM-POWER: pressed         the button was pressed: unmounting, powering off
+# and, from the watch task and the cloud task (after its line), about other virtio disks:
+#   OKEANOS-VM-DISK: watching                            the watch has begun
+#   OKEANOS-VM-DISK: added DEV serial=S marker=written|none
+#   OKEANOS-VM-DISK: removed DEV serial=S
+# where S is the disk's virtio serial (/sys/block/DEV/serial: compute sets the volume's id)
+# and the marker, one 512-byte block at offset 0 written with fsync (a cache flush, so NBD
+# FLUSH), is the line `okeanos-disk-marker serial=S note=N` padded with zero bytes.
 # The lines are printed only after umount returned, so the data has reached the disk (umount
 # syncs and issues a cache flush, which qemu turns into NBD_CMD_FLUSH).
 
@@ -142,6 +154,36 @@ wait_power_button() {
   return 1
 }
 
+# The watch: every half second, the virtio disks other than vda and the seed (serial cidata),
+# each as NAME=SERIAL; a new one is marked and reported, a vanished one reported.
+watch_disks() {
+  echo "OKEANOS-VM-DISK: watching"
+  seen=" "
+  while :; do
+    now=" "
+    for dir in /sys/block/vd*; do
+      [ -d "$dir" ] || continue
+      name=${dir##*/}
+      [ "$name" = vda ] && continue
+      serial=$(cat "$dir/serial" 2>/dev/null)
+      [ "$serial" = cidata ] && continue
+      now="$now$name=$serial "
+      case "$seen" in *" $name=$serial "*) continue ;; esac
+      marker=none
+      if [ -n "$note" ] && [ -b "/dev/$name" ]; then
+        printf 'okeanos-disk-marker serial=%s note=%s\n' "$serial" "$note" |
+          dd of="/dev/$name" bs=512 conv=sync,fsync 2>/dev/null && marker=written
+      fi
+      echo "OKEANOS-VM-DISK: added $name serial=$serial marker=$marker"
+    done
+    for entry in $seen; do
+      case "$now" in *" $entry "*) ;; *) echo "OKEANOS-VM-DISK: removed ${entry%%=*} serial=${entry#*=}" ;; esac
+    done
+    seen=$now
+    sleep 0.5
+  done
+}
+
 cloud() {
   # The seed's virtio disk may appear a moment after /dev/vda.
   tries=0
@@ -175,7 +217,10 @@ cloud() {
   # A journal commit and a cache flush (NBD_CMD_FLUSH): a snapshot taken after the line has it.
   sync || fail "sync"
   say "cloud hostname=$(hostname) instance=$instance key-sha256=$key_sha found=${found:-none}"
+  watch_disks &
+  watcher=$!
   if wait_power_button; then
+    kill "$watcher"
     echo "OKEANOS-VM-POWER: pressed"
   else
     echo "OKEANOS-VM-POWER: none"
@@ -231,6 +276,9 @@ case "$task" in
     ;;
   cloud)
     cloud
+    ;;
+  watch)
+    watch_disks
     ;;
   *)
     fail "unknown-task-${task:-none}"

@@ -7,6 +7,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type { VncEndpoint } from "../../driver.ts";
 import { ComputeError } from "../../errors.ts";
 import type {
+  AttachVolumeRequest,
   ComputeApi,
   ComputeCaller,
   ConsoleLocation,
@@ -18,6 +19,7 @@ import type {
   Server,
   ServerAction,
   ServerListFilter,
+  VolumeAttachment,
 } from "../../model.ts";
 import type { ConsoleTokenResolver } from "../../console-proxy.ts";
 
@@ -37,6 +39,10 @@ export class FakeCompute implements ComputeApi, ConsoleTokenResolver {
   /** Images by id, newest last; `members` see an image besides its owner (and everyone when public). */
   readonly images = new Map<string, Image & { isPublic: boolean; members: string[] }>();
   readonly calls: Array<{ method: MethodName; args: unknown[] }> = [];
+  /** Block-storage volumes by id: their owner (the volume service's, as compute sees it). */
+  readonly volumes = new Map<string, { owner: string }>();
+  /** Attachments by volume id (attached at once: the fake runs no jobs). */
+  readonly attachments = new Map<string, VolumeAttachment>();
   /** Servers a user may have before EQUOTA. */
   serversPerUserMax = 10;
   /** Where console tokens lead; set by the console proxy's test. */
@@ -110,7 +116,7 @@ export class FakeCompute implements ComputeApi, ConsoleTokenResolver {
     const server: Server = {
       id, name: request.name, userUuid: caller.userUuid, flavorId: flavor.id, vcpus: flavor.vcpus, ramMiB: flavor.ramMiB, diskGiB: flavor.diskGiB,
       imageId: request.imageRef, rootVolume: `server-${id}`, keyName: request.keyName ?? null, vmState: "building", taskState: "spawning",
-      status: "BUILD", powerState: 0, progress: 0, metadata: request.metadata ?? {}, fault: null, createdAt: now, updatedAt: now, launchedAt: null, terminatedAt: null,
+      status: "BUILD", powerState: 0, progress: 0, metadata: request.metadata ?? {}, volumesAttached: [], fault: null, createdAt: now, updatedAt: now, launchedAt: null, terminatedAt: null,
     };
     this.servers.set(id, server);
     return server;
@@ -174,6 +180,50 @@ export class FakeCompute implements ComputeApi, ConsoleTokenResolver {
     if (server.vmState !== "active") throw new ComputeError("ECONFLICT", `Instance ${id} is not ready`);
     const token = this.issueConsoleToken();
     return { path: `/console/${token}`, protocol: "vnc", type: "novnc" };
+  }
+
+  /** Test helper: a volume of `owner`'s. */
+  addVolume(owner: string, id: string = randomUUID()): string {
+    this.volumes.set(id, { owner });
+    return id;
+  }
+
+  async listVolumeAttachments(caller: ComputeCaller, serverId: string): Promise<VolumeAttachment[]> {
+    this.#enter("listVolumeAttachments", [caller, serverId]);
+    this.#visible(caller, serverId);
+    return [...this.attachments.values()].filter((attachment) => attachment.serverId === serverId);
+  }
+
+  async getVolumeAttachment(caller: ComputeCaller, serverId: string, volumeId: string): Promise<VolumeAttachment> {
+    this.#enter("getVolumeAttachment", [caller, serverId, volumeId]);
+    this.#visible(caller, serverId);
+    const attachment = this.attachments.get(volumeId);
+    if (attachment?.serverId !== serverId) throw new ComputeError("ENOT_FOUND", `volume_id not found: ${volumeId}`);
+    return attachment;
+  }
+
+  async attachVolume(caller: ComputeCaller, serverId: string, request: AttachVolumeRequest): Promise<VolumeAttachment> {
+    this.#enter("attachVolume", [caller, serverId, request]);
+    const server = this.#visible(caller, serverId);
+    if (server.taskState !== null) throw new ComputeError("ECONFLICT", `Cannot 'attach_volume' instance ${serverId} while it is in task_state ${server.taskState}`);
+    if (this.volumes.get(request.volumeId)?.owner !== server.userUuid) throw new ComputeError("ENOT_FOUND", `Volume ${request.volumeId} could not be found.`);
+    if (this.attachments.has(request.volumeId)) throw new ComputeError("EBAD_REQUEST", `Invalid volume: volume ${request.volumeId} status must be 'available'. Currently in 'in-use'`);
+    const taken = new Set([...this.attachments.values()].filter((attachment) => attachment.serverId === serverId).map((attachment) => attachment.device));
+    if (request.device !== undefined && request.device !== null && taken.has(request.device)) throw new ComputeError("ECONFLICT", `The supplied device path (${request.device}) is in use.`);
+    const device = request.device ?? ["c", "d", "e", "f"].map((letter) => `/dev/vd${letter}`).find((name) => !taken.has(name))!;
+    const attachment: VolumeAttachment = { attachmentId: randomUUID(), serverId, volumeId: request.volumeId, device, state: "attached" };
+    this.attachments.set(request.volumeId, attachment);
+    server.volumesAttached = [...server.volumesAttached, request.volumeId];
+    return attachment;
+  }
+
+  async detachVolume(caller: ComputeCaller, serverId: string, volumeId: string): Promise<void> {
+    this.#enter("detachVolume", [caller, serverId, volumeId]);
+    const server = this.#visible(caller, serverId);
+    if (this.volumes.get(volumeId)?.owner !== server.userUuid) throw new ComputeError("ENOT_FOUND", `Volume ${volumeId} could not be found.`);
+    if (this.attachments.get(volumeId)?.serverId !== serverId) throw new ComputeError("ENOT_FOUND", `volume_id not found: ${volumeId}`);
+    this.attachments.delete(volumeId);
+    server.volumesAttached = server.volumesAttached.filter((id) => id !== volumeId);
   }
 
   issueConsoleToken(ttlMs = fakeConsoleTokenTtlMs): string {
