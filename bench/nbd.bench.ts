@@ -15,7 +15,12 @@
  * Settings (environment, since `npm run bench` takes only group names and --quick):
  *   OKEANOS_BENCH_NBD_ROUNDS     rounds (default 3; --quick: 1)
  *   OKEANOS_BENCH_NBD_SECONDS    seconds per job (default 10; --quick: 2)
- *   OKEANOS_BENCH_NBD_TARGETS    comma-separated target names (or parts) to run; default all
+ *   OKEANOS_BENCH_NBD_TARGETS    comma-separated target names (or parts) to run; default all;
+ *                                a part with a leading "-" excludes (okeanos,nbdkit,raw,-cow)
+ *   OKEANOS_BENCH_NBD_BASELINE   another checkout of okeanos (e.g. a `git worktree` of the
+ *                                last commit, with node_modules): adds the target
+ *                                "okeanos-base" serving with its code, and the ratio
+ *                                okeanos ÷ okeanos-base, for an A/B of a change in one run
  *   OKEANOS_BENCH_NBD_WORKLOADS  comma-separated workload names (or parts); default all
  *   OKEANOS_BENCH_NBD_PROFILE    "auto" (profile okeanos on every row where it is slower
  *                                than a peer) or TARGET:WORKLOAD,…; profiles are kept in
@@ -43,6 +48,7 @@ interface Settings {
   profile: string;
   profileDir: string;
   jsonPath: string | undefined;
+  baselineDir: string | undefined;
 }
 
 function settingsFrom(context: BenchContext, env: NodeJS.ProcessEnv): Settings {
@@ -65,10 +71,16 @@ function settingsFrom(context: BenchContext, env: NodeJS.ProcessEnv): Settings {
     profile: env["OKEANOS_BENCH_NBD_PROFILE"] ?? "",
     profileDir: resolve(env["OKEANOS_BENCH_NBD_PROFILE_DIR"] ?? join(tmpdir(), "okeanos-nbd-profiles")),
     jsonPath: env["OKEANOS_BENCH_NBD_JSON"],
+    baselineDir: env["OKEANOS_BENCH_NBD_BASELINE"] === undefined || env["OKEANOS_BENCH_NBD_BASELINE"] === "" ? undefined : resolve(env["OKEANOS_BENCH_NBD_BASELINE"]),
   };
 }
 
-const matches = (filter: readonly string[], name: string): boolean => filter.length === 0 || filter.some((part) => name.includes(part));
+/** Empty: everything; else a name containing one of the parts and none of the "-" parts. */
+const matches = (filter: readonly string[], name: string): boolean => {
+  const excluded = filter.filter((part) => part.startsWith("-")).map((part) => part.slice(1));
+  const included = filter.filter((part) => !part.startsWith("-"));
+  return (included.length === 0 || included.some((part) => name.includes(part))) && !excluded.some((part) => name.includes(part));
+};
 
 // ── which targets can run here ─────────────────────────────────────────────
 
@@ -81,8 +93,19 @@ interface Candidate {
   create: TargetFactory;
 }
 
-function candidates(): Candidate[] {
+function candidates(baselineDir: string | undefined): Candidate[] {
   const okeanosMissing = okeanosServeMissing();
+  const baselineCliPath = baselineDir === undefined ? undefined : join(baselineDir, "cli", "okeanos.ts");
+  const baseline: Candidate[] =
+    baselineCliPath === undefined
+      ? []
+      : [
+          {
+            name: "okeanos-base",
+            missing: okeanosServeMissing(baselineCliPath),
+            create: (layout) => new OkeanosTarget(layout, { copyOnWrite: false, baselineCliPath }),
+          },
+        ];
   const qemuMissing = Promise.all([commandExists("qemu-nbd"), commandExists("qemu-img")]).then(([nbd, img]) =>
     nbd && img ? undefined : "qemu-nbd or qemu-img not found (Debian: qemu-utils)",
   );
@@ -93,6 +116,7 @@ function candidates(): Candidate[] {
     { name: "qemu-nbd raw", missing: qemuMissing, create: (layout) => new QemuRawTarget(layout) },
     { name: "qemu-nbd qcow2", missing: qemuMissing, create: (layout) => new QemuQcow2Target(layout) },
     { name: "nbdkit file", missing: nbdkitMissing, create: (layout) => new NbdkitFileTarget(layout) },
+    ...baseline,
   ];
 }
 
@@ -117,7 +141,7 @@ async function runGroup(context: BenchContext): Promise<void> {
     return;
   }
   const runnable: Candidate[] = [];
-  for (const candidate of candidates().filter((candidate) => matches(settings.targetFilter, candidate.name))) {
+  for (const candidate of candidates(settings.baselineDir).filter((candidate) => matches(settings.targetFilter, candidate.name))) {
     const missing = await candidate.missing;
     if (missing === undefined) runnable.push(candidate);
     else console.log(`${candidate.name}: SKIPPED, ${missing}`);
@@ -294,6 +318,9 @@ function profileRequests(results: Results, targets: readonly NbdTarget[], select
     });
 }
 
+/** The unprofiled warm-up before a profiled job (okeanos only). */
+const profileWarmUpSecondsMax = 5;
+
 async function profileSlowRows(results: Results, targets: readonly NbdTarget[], selected: readonly Workload[], settings: Settings): Promise<void> {
   if (settings.profile === "") return;
   const requests = profileRequests(results, targets, selected, settings.profile);
@@ -311,6 +338,17 @@ async function profileSlowRows(results: Results, targets: readonly NbdTarget[], 
       // A fresh server process under --cpu-prof (for okeanos-cow, after a fresh snapshot).
       if (target.copyOnWrite) await target.beforeJob();
       else await target.restart();
+      // The rounds ran against a warm server (its file store's recent pages, the buffer
+      // pool, V8's optimised code): an unprofiled warm-up of the same workload first, so the
+      // profile shows that state rather than a cold start. Not for okeanos-cow: its
+      // writes would copy up the blocks the profiled job is meant to copy up.
+      if (!target.copyOnWrite) {
+        await runJob(target.uri, request.workload, {
+          workingSetBytes: settings.workingSetBytes,
+          runtimeSeconds: Math.min(settings.runtimeSeconds, profileWarmUpSecondsMax),
+          outputPath: join(dir, "warm-up.json"),
+        });
+      }
       const jobStartUs = Number(process.hrtime.bigint() / 1000n);
       const result = await runJob(target.uri, request.workload, {
         workingSetBytes: settings.workingSetBytes,

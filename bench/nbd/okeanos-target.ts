@@ -28,9 +28,9 @@ const volumeName = "bench";
  * Commander prints the top-level help (exit 0) for an unknown command, so the check is that
  * the help printed is the serve command's own.
  */
-export async function okeanosServeMissing(): Promise<string | undefined> {
+export async function okeanosServeMissing(cliPath = okeanosCliPath): Promise<string | undefined> {
   try {
-    const { stdout } = await run(process.execPath, [okeanosCliPath, "nbd", "serve", "--help"]);
+    const { stdout } = await run(process.execPath, [cliPath, "nbd", "serve", "--help"]);
     if (/Usage: okeanos nbd serve/.test(stdout)) return undefined;
     return "`okeanos nbd serve` does not exist yet (`node cli/okeanos.ts nbd serve --help` prints the top-level help)";
   } catch (error) {
@@ -38,18 +38,29 @@ export async function okeanosServeMissing(): Promise<string | undefined> {
   }
 }
 
+export interface OkeanosTargetOptions {
+  copyOnWrite: boolean;
+  /**
+   * Another checkout's CLI (OKEANOS_BENCH_NBD_BASELINE): the target is then named
+   * "okeanos-base" and serves with that checkout's code, for an A/B of a change in one run.
+   */
+  baselineCliPath?: string;
+}
+
 export class OkeanosTarget extends NbdTarget {
   readonly name: string;
   readonly copyOnWrite: boolean;
   readonly storeUri: string;
+  readonly #cliPath: string;
   /** When set, the next start runs under `node --cpu-prof` writing into this directory. */
   cpuProfileDir: string | undefined;
   #snapshots = 0;
 
-  constructor(layout: TargetLayout, options: { copyOnWrite: boolean }) {
+  constructor(layout: TargetLayout, options: OkeanosTargetOptions) {
     super(layout);
     this.copyOnWrite = options.copyOnWrite;
-    this.name = options.copyOnWrite ? "okeanos-cow" : "okeanos";
+    this.#cliPath = options.baselineCliPath ?? okeanosCliPath;
+    this.name = (options.copyOnWrite ? "okeanos-cow" : "okeanos") + (options.baselineCliPath === undefined ? "" : "-base");
     this.storeUri = `file:${join(layout.dir, "store")}`;
   }
 
@@ -75,11 +86,11 @@ export class OkeanosTarget extends NbdTarget {
     const profile = this.cpuProfileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${this.cpuProfileDir}`];
     return {
       command: process.execPath,
-      args: [...profile, okeanosCliPath, "--store", this.storeUri, "nbd", "serve", "--socket", this.socketPath, volumeName],
+      args: [...profile, this.#cliPath, "--store", this.storeUri, "nbd", "serve", "--socket", this.socketPath, volumeName],
     };
   }
 
   async cli(...args: string[]): Promise<void> {
-    await run(process.execPath, [okeanosCliPath, "--store", this.storeUri, ...args]);
+    await run(process.execPath, [this.#cliPath, "--store", this.storeUri, ...args]);
   }
 }

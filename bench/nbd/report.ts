@@ -11,6 +11,8 @@ export const comparisons: ReadonlyArray<{ ours: string; peer: string }> = [
   { ours: "okeanos", peer: "qemu-nbd raw" },
   { ours: "okeanos", peer: "nbdkit file" },
   { ours: "okeanos-cow", peer: "qemu-nbd qcow2" },
+  // OKEANOS_BENCH_NBD_BASELINE: this checkout against another one, in the same run.
+  { ours: "okeanos", peer: "okeanos-base" },
 ];
 
 export class Results {

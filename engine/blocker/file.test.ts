@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isEngineError } from "../errors.ts";
 import { describeObjectStoreConformance } from "./conformance.ts";
 import { FileObjectStore } from "./file.ts";
+import { syncReadGuard, syncWriteGuard } from "./sync-io.ts";
 
 const fileModuleUrl = pathToFileURL(join(import.meta.dirname, "file.ts")).href;
 
@@ -19,6 +20,12 @@ async function makeDirectory(): Promise<string> {
 describeObjectStoreConformance("file", async () => {
   const dir = await makeDirectory();
   return { store: await FileObjectStore.open(dir), cleanup: () => rm(dir, { recursive: true, force: true }) };
+});
+
+// Every small read and write through the thread pool, as before sync-io.ts.
+describeObjectStoreConformance("file, no sync small I/O", async () => {
+  const dir = await makeDirectory();
+  return { store: await FileObjectStore.open(dir, { syncSmallIo: false }), cleanup: () => rm(dir, { recursive: true, force: true }) };
 });
 
 /** Runs `body` (an ES module body with `store` opened on argv's directory) in a child node process. */
@@ -107,6 +114,47 @@ describe("FileObjectStore", () => {
     expect((await readdir("/proc/self/fd")).length - descriptorsBefore).toBeLessThanOrEqual(8 + 4);
     await store.close();
     expect((await readdir("/proc/self/fd")).length).toBeLessThanOrEqual(descriptorsBefore + 4);
+  });
+
+  it("small page-aligned writes, and reads of pages touched lately, run on the calling thread; the rest through the pool", async () => {
+    const counts = () => ({ writes: syncWriteGuard.stats.calls, reads: syncReadGuard.stats.calls });
+    const page = Buffer.alloc(4096, 1);
+    const name = "p.sync.0.1";
+    let before = counts();
+    await store.write(name, 8192, page); // aligned: sync
+    await store.write(name, 100, Buffer.from("unaligned")); // may need the page from disk: pool
+    await store.write(name, 1024 * 1024, Buffer.alloc(1024 * 1024, 2)); // large: pool
+    expect(counts().writes - before.writes).toBe(1);
+    before = counts();
+    expect((await store.read(name, 8192, 4096)).equals(page)).toBe(true); // written lately: sync
+    expect((await store.read(name, 0, 200)).subarray(100, 109).toString()).toBe("unaligned"); // sync too
+    expect((await store.read(name, 1024 * 1024 + 4096, 4096)).equals(Buffer.alloc(4096, 2))).toBe(true); // sync
+    expect((await store.read(name, 16384, 4096)).equals(Buffer.alloc(4096))).toBe(true); // never touched: pool
+    expect((await store.read(name, 16384, 4096)).equals(Buffer.alloc(4096))).toBe(true); // touched by that read: sync
+    expect((await store.read(name, 1024 * 1024, 128 * 1024)).equals(Buffer.alloc(128 * 1024, 2))).toBe(true); // large: pool
+    expect(counts().reads - before.reads).toBe(4);
+    // A replaced object's pages are not assumed cached any more.
+    await store.writeFull(name, page);
+    before = counts();
+    expect((await store.read(name, 0, 4096)).equals(page)).toBe(true);
+    expect(counts().reads - before.reads).toBe(0);
+    // Objects whose handles are not cached (they may be replaced by another process) never go sync.
+    before = counts();
+    await store.write("m.sync", 0, page);
+    await store.read("m.sync", 0, 4096);
+    expect(counts()).toEqual(before);
+  });
+
+  it("with syncSmallIo off, nothing runs on the calling thread", async () => {
+    const pooled = await FileObjectStore.open(dir, { syncSmallIo: false });
+    try {
+      const before = { writes: syncWriteGuard.stats.calls, reads: syncReadGuard.stats.calls };
+      await pooled.write("p.pool.0.1", 0, Buffer.alloc(4096, 3));
+      expect((await pooled.read("p.pool.0.1", 0, 4096)).equals(Buffer.alloc(4096, 3))).toBe(true);
+      expect({ writes: syncWriteGuard.stats.calls, reads: syncReadGuard.stats.calls }).toEqual(before);
+    } finally {
+      await pooled.close();
+    }
   });
 
   it("tracks writes that complete during a barrier for the next one", async () => {

@@ -8,7 +8,8 @@
  *
  * e.g. b.3f…a9 → objects/b/5c/b.3f…a9, p.<vol>.<epoch>.<index> → objects/p/07/p.…
  *
- * Writes go through cached FileHandles with positional I/O. Replacements (writeFull, copy)
+ * Writes go through cached FileHandles with positional I/O; small page-cache reads and writes
+ * are done synchronously (sync-io.ts, recent-pages.ts). Replacements (writeFull, copy)
  * and creations (createExclusive) are written to a temporary file, fdatasync'ed, then
  * renamed or linked into place, so neither a reader nor a crash ever sees half an object.
  * barrier() fdatasyncs the objects written in place since the last barrier and fsyncs the
@@ -23,6 +24,7 @@ import { randomBytes } from "node:crypto";
 import { constants, readFileSync } from "node:fs";
 import { copyFile, link, mkdir, open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 import { EngineError, isEngineError } from "../errors.ts";
 import { FileHandleCache } from "./file-handles.ts";
 import {
@@ -39,6 +41,8 @@ import {
 } from "./file-io.ts";
 import { acquireFlock, probeFlockHolder } from "./flock.ts";
 import { ObjectStoreBase, type LockHolder, type LockMode, type ObjectLock, type ObjectStat, type StoreCapabilities } from "./object-store.ts";
+import { RecentPages } from "./recent-pages.ts";
+import { readAllSync, syncReadAllowed, syncWriteAllowed, writeAllSync } from "./sync-io.ts";
 
 /**
  * Open handles kept: a quarter of the process's soft RLIMIT_NOFILE (Node raises the soft
@@ -86,6 +90,8 @@ export interface FileObjectStoreOptions {
   handleCacheMax?: number;
   /** Object name prefixes whose handles may be cached; default handleCachePrefixesDefault. */
   handleCachePrefixes?: readonly string[];
+  /** Small page-cache reads and writes on the calling thread (sync-io.ts); default true. */
+  syncSmallIo?: boolean;
 }
 
 interface Layout {
@@ -100,6 +106,9 @@ export class FileObjectStore extends ObjectStoreBase {
   readonly #layout: Layout;
   readonly #handles: FileHandleCache;
   readonly #handleCachePrefixes: readonly string[];
+  readonly #syncSmallIo: boolean;
+  /** Pages read or written lately through cached handles: reads of them may go synchronously. */
+  readonly #recent: RecentPages;
   /** Tags our temporary files: pid alone could repeat after a crash and restart. */
   readonly #temporaryTag = `${process.pid}.${randomBytes(4).toString("hex")}`;
   #temporarySequence = 0;
@@ -119,6 +128,8 @@ export class FileObjectStore extends ObjectStoreBase {
     this.capabilities = { persistent: true, serverSideCopy: reflink, crossProcessLocks: true };
     this.#handles = new FileHandleCache(options.handleCacheMax ?? fileHandleCacheMax);
     this.#handleCachePrefixes = options.handleCachePrefixes ?? handleCachePrefixesDefault;
+    this.#syncSmallIo = options.syncSmallIo ?? true;
+    this.#recent = new RecentPages(options.handleCacheMax ?? fileHandleCacheMax);
   }
 
   /** Opens the store in `dir`, creating the directory if absent. */
@@ -150,13 +161,33 @@ export class FileObjectStore extends ObjectStoreBase {
   }
 
   protected async _readInto(name: string, offsetBytes: number, target: Buffer): Promise<void> {
-    await this.#run(`read ${name}`, () => this.#useHandle(name, () => this.#openExisting(name), (handle) => readAt(handle, offsetBytes, target)));
+    await this.#run(`read ${name}`, () => this.#useHandle(name, () => this.#openExisting(name), (handle) => this.#readAt(name, handle, offsetBytes, target)));
   }
 
   protected async _write(name: string, offsetBytes: number, data: Uint8Array): Promise<void> {
-    await this.#run(`write ${name}`, () => this.#useHandle(name, () => this.#openCreating(name), (handle) => writeAt(handle, data, offsetBytes)));
+    await this.#run(`write ${name}`, () => this.#useHandle(name, () => this.#openCreating(name), (handle) => this.#writeAt(name, handle, data, offsetBytes)));
     // Marked once complete: a barrier that started earlier may not have covered this write.
     this.#dirtyObjects.add(name);
+  }
+
+  /** A read on the calling thread when its pages were read or written lately (sync-io.ts), else through the pool. */
+  async #readAt(name: string, handle: FileHandle, offsetBytes: number, target: Buffer): Promise<void> {
+    const nowMs = performance.now();
+    const tracked = this.#syncSmallIo && this.#cacheable(name);
+    if (tracked && syncReadAllowed(target.length, nowMs) && this.#recent.covers(name, offsetBytes, target.length, nowMs)) {
+      readAllSync(handle.fd, target, offsetBytes);
+      return;
+    }
+    await readAt(handle, offsetBytes, target);
+    if (tracked) this.#recent.touch(name, offsetBytes, target.length, performance.now());
+  }
+
+  /** A small page-aligned write on the calling thread (sync-io.ts), else through the pool. */
+  async #writeAt(name: string, handle: FileHandle, data: Uint8Array, offsetBytes: number): Promise<void> {
+    const tracked = this.#syncSmallIo && this.#cacheable(name);
+    if (tracked && syncWriteAllowed(data.length, offsetBytes, performance.now())) writeAllSync(handle.fd, data, offsetBytes);
+    else await writeAt(handle, data, offsetBytes);
+    if (tracked) this.#recent.touch(name, offsetBytes, data.length, performance.now());
   }
 
   protected async _writeFull(name: string, data: Uint8Array, offsetBytes: number, atomic: boolean): Promise<void> {
@@ -164,8 +195,9 @@ export class FileObjectStore extends ObjectStoreBase {
       // In place: truncate, then write; durable at the next barrier like any write.
       await this.#run(`replace ${name}`, () =>
         this.#useHandle(name, () => this.#openCreating(name), async (handle) => {
+          this.#recent.forget(name);
           await handle.truncate(0);
-          await writeAt(handle, data, offsetBytes);
+          await this.#writeAt(name, handle, data, offsetBytes);
         }),
       );
       this.#dirtyObjects.add(name);
@@ -209,6 +241,7 @@ export class FileObjectStore extends ObjectStoreBase {
     if (!atomic) {
       // copyFile truncates and rewrites the target's inode in place (a cached handle stays
       // valid), cloning extents where the file system can; durable at the next barrier.
+      this.#recent.forget(target);
       await this.#run(`copy ${source} to ${target}`, async () => {
         await this.#ensureDirectory(dirname(targetPath));
         await copyFile(sourcePath, targetPath, constants.COPYFILE_FICLONE).catch((error: unknown) => {
@@ -265,6 +298,7 @@ export class FileObjectStore extends ObjectStoreBase {
         throw error;
       }
       this.#handles.invalidate(name);
+      this.#recent.forget(name);
       this.#dirtyDirectories.add(dirname(path));
       return true;
     });
@@ -365,6 +399,7 @@ export class FileObjectStore extends ObjectStoreBase {
   /** `name` now names a new inode at `path`: forget the old one's handle, persist the entry at the next barrier. */
   #replaced(name: string, path: string): void {
     this.#handles.invalidate(name);
+    this.#recent.forget(name);
     this.#dirtyDirectories.add(dirname(path));
   }
 

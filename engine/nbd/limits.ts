@@ -7,7 +7,8 @@
  *   inFlightBytesMax (requests accepted, replies not yet handed to the kernel)
  *   + requestLengthMaxBytes (a WRITE payload already being received when we stop reading
  *     still lands in its buffer)
- *   + one socket chunk buffered in the parser (≤ 64 KiB, Node's read size)
+ *   + the socket's read buffer and the unparsed rest of one read copied out of it
+ *     (each ≤ socketReadBufferBytes, 256 KiB)
  * ≈ 96 MiB; with connectionsMax connections the server is bounded by their product, and in
  * practice by the few that stream 32 MiB requests at once.
  */
@@ -96,6 +97,14 @@ export const shutdownTimeoutMs = 10_000;
 export const bufferPoolIdleBytesMax = 64 * 1024 * 1024;
 /** Smallest pooled buffer: one page; smaller writes share the 4 KiB class. */
 export const bufferPoolClassMinBytes = 4096;
+
+/**
+ * Each connection's socket reads into one buffer of this size, reused for every read
+ * (socket-input.ts). 256 KiB holds what a unix socket's default send buffer (~208 KiB) can
+ * deliver at once, so a 1 MiB WRITE arrives in about 4 reads rather than Node's 16 of 64 KiB;
+ * 128 connections hold 32 MiB of them.
+ */
+export const socketReadBufferBytes = 256 * 1024;
 
 /** TCP keepalive probe delay: notices a peer that vanished without a FIN while idle. */
 export const keepAliveDelayMs = 60_000;

@@ -35,21 +35,45 @@ import { readU64 } from "./wire.ts";
  *
  *   chunks: [ c0 ][ c1 ][ c2 ]      head = index of c0, offset = bytes of c0 consumed
  *            ^^^ consumed
+ *
+ * A chunk may be borrowed (pushBorrowed): a view of the socket's reused read buffer, valid
+ * only until the next read. The caller parses what it can, then calls unborrow(), which
+ * copies the unconsumed rest (a partial header, or what arrived while we stopped parsing)
+ * into memory of its own.
  */
 export class ByteQueue {
   #chunks: Buffer[] = [];
   #head = 0;
   #offset = 0;
   #length = 0;
+  #borrowed: Buffer | undefined;
 
   get length(): number {
     return this.#length;
   }
 
   push(chunk: Buffer): void {
+    assert.ok(this.#borrowed === undefined, "a borrowed chunk must be given back before the next push");
     if (chunk.length === 0) return;
     this.#chunks.push(chunk);
     this.#length += chunk.length;
+  }
+
+  /** Pushes a chunk whose memory is reused after the caller returns: unborrow() before then. */
+  pushBorrowed(chunk: Buffer): void {
+    this.push(chunk);
+    if (chunk.length > 0) this.#borrowed = chunk;
+  }
+
+  /** Stops referencing the borrowed chunk: its unconsumed bytes, if any, are copied. */
+  unborrow(): void {
+    const chunk = this.#borrowed;
+    this.#borrowed = undefined;
+    const last = this.#chunks.length - 1;
+    if (chunk === undefined || last < this.#head || this.#chunks[last] !== chunk) return; // consumed
+    const consumed = last === this.#head ? this.#offset : 0;
+    this.#chunks[last] = Buffer.from(chunk.subarray(consumed));
+    if (last === this.#head) this.#offset = 0;
   }
 
   /**
@@ -86,6 +110,7 @@ export class ByteQueue {
 
   /** Forgets everything (the connection is closing). */
   clear(): void {
+    this.#borrowed = undefined;
     this.#chunks = [];
     this.#head = 0;
     this.#offset = 0;

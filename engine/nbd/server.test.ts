@@ -413,6 +413,48 @@ describe("concurrency and robustness", () => {
     client.destroy();
   });
 
+  it("large WRITEs arriving in odd pieces, pipelined with small ones, land intact", async () => {
+    // Exercises the socket reading a large payload's rest straight into its buffer
+    // (socket-input.ts, Session.nextReadBuffer) and going back to its read buffer after.
+    const client = await connect();
+    await client.open("other", { structured: true });
+    const base = 32 * blockSizeBytes; // the second half of the volume
+    const expected = Buffer.alloc(2 * MiB);
+    const stream: Buffer[] = [];
+    let cookie = 100n;
+    const write = (offsetBytes: number, data: Buffer): void => {
+      data.copy(expected, offsetBytes);
+      stream.push(requestFrame({ type: Command.WRITE, cookie: cookie++, offsetBytes: base + offsetBytes }, data));
+    };
+    let seed = 7;
+    const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const pattern = (length: number): Buffer => Buffer.from(Array.from({ length }, () => Math.floor(random() * 256)));
+    write(0, pattern(1.5 * MiB));
+    write(4096, pattern(4096));
+    write(MiB / 2 + 100, pattern(200_000));
+    write(1.5 * MiB, pattern(MiB / 2));
+    const bytes = Buffer.concat(stream);
+    for (let at = 0; at < bytes.length; ) {
+      const piece = Math.min(bytes.length - at, 1 + Math.floor(random() * 300_000));
+      client.send(bytes.subarray(at, at + piece));
+      at += piece;
+      if (random() < 0.3) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const cookies: bigint[] = [];
+    for (let index = 0; index < stream.length; index++) {
+      const [chunk] = await client.readStructuredReply();
+      expect(chunk?.type).toBe(ReplyType.NONE);
+      cookies.push(chunk?.cookie ?? 0n);
+    }
+    expect(cookies.sort()).toEqual([100n, 101n, 102n, 103n]);
+    for (let offset = 0; offset < expected.length; offset += MiB / 2) {
+      client.request({ type: Command.READ, cookie: 1n, offsetBytes: base + offset, lengthBytes: MiB / 2, flags: CommandFlag.DF });
+      const [chunk] = await client.readStructuredReply();
+      expect(chunk?.payload.subarray(8).equals(expected.subarray(offset, offset + MiB / 2)), `at ${offset}`).toBe(true);
+    }
+    client.destroy();
+  });
+
   it("clients vanishing mid-handshake, mid-payload and with replies queued end only themselves", async () => {
     const midHandshake = await connect();
     await midHandshake.handshake();

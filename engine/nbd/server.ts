@@ -17,9 +17,10 @@ import type { Engine } from "../engine.ts";
 import { BufferPool } from "./buffer-pool.ts";
 import type { VolumeIoCounters } from "../volume.ts";
 import { ExportRegistry } from "./exports.ts";
-import { connectionsMax as connectionsMaxDefault, shutdownTimeoutMs as shutdownTimeoutMsDefault } from "./limits.ts";
+import { connectionsMax as connectionsMaxDefault, shutdownTimeoutMs as shutdownTimeoutMsDefault, socketReadBufferBytes } from "./limits.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Session } from "./session.ts";
+import { adoptWithReadBuffer } from "./socket-input.ts";
 import { TlsMode, type TlsConfig } from "./tls.ts";
 
 /** IANA's port for NBD. */
@@ -150,7 +151,8 @@ export class NbdServer {
   }
 
   async #listenOn(start: (server: Server) => void): Promise<Server> {
-    const server = createServer({ allowHalfOpen: true }, (socket) => this.#onConnection(socket));
+    // Paused: adoptWithReadBuffer moves the connection to a socket that reads into a reused buffer.
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.#onConnection(socket));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.once("listening", () => {
@@ -164,21 +166,26 @@ export class NbdServer {
     return server;
   }
 
-  #onConnection(socket: Socket): void {
+  #onConnection(accepted: Socket): void {
     const limit = this.#options.connectionsMax ?? connectionsMaxDefault;
     if (this.#closing !== undefined || this.#sessions.size >= limit) {
       this.#logger.warn({ connections: this.#sessions.size, limit }, this.#closing ? "refused: shutting down" : "refused: too many connections");
-      socket.on("error", () => undefined);
-      socket.destroy();
+      accepted.on("error", () => undefined);
+      accepted.destroy();
       return;
     }
+    // The socket exists before its session; its first read comes in a later turn.
+    const receiver: { session?: Session } = {};
+    const { socket, reusedReadBuffer } = adoptWithReadBuffer(accepted, Buffer.allocUnsafeSlow(socketReadBufferBytes), (bytes) => receiver.session?.receive(bytes));
     const session = new Session(socket, {
       registry: this.registry,
       pool: this.pool,
       logger: this.#logger,
       ...(this.#options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: this.#options.handshakeTimeoutMs }),
       tls: this.#options.tls,
+      reusedReadBuffer,
     });
+    receiver.session = session;
     this.#sessions.add(session);
     void session.closed.then(() => this.#sessions.delete(session));
   }

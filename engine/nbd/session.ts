@@ -64,6 +64,11 @@ export interface SessionContext {
   handshakeTimeoutMs?: number;
   /** Certificates and mode; absent: no TLS (STARTTLS gets ERR_POLICY). */
   tls?: TlsConfig | undefined;
+  /**
+   * The socket reads into one reused buffer (socket-input.ts) and its bytes arrive through
+   * receive(), not 'data' events. A TLSSocket after STARTTLS emits 'data' as usual.
+   */
+  reusedReadBuffer?: boolean;
 }
 
 /** A request's claim on the connection, from parse to reply written (see the header comment). */
@@ -104,12 +109,19 @@ export class Session {
   #socketClosed = false;
   #ending = false;
   #handshakeTimer: NodeJS.Timeout | undefined;
+  /** The socket corked for this turn's replies, uncorked by the pending setImmediate. */
+  #corked: Socket | undefined;
   #resolveClosed!: () => void;
   // The socket listeners, kept to take the input ones off the raw socket at STARTTLS.
   readonly #dataListener = (chunk: Buffer) => this.#onData(chunk);
   readonly #endListener = () => this.#onEnd();
   readonly #errorListener = (error: NodeJS.ErrnoException) => this.#logger.debug({ session: this.id, code: error.code, err: error.message }, "socket error");
   readonly #closeListener = () => this.#onClose();
+  readonly #uncork = () => {
+    const socket = this.#corked;
+    this.#corked = undefined;
+    socket?.uncork(); // a no-op if end() flushed it already
+  };
 
   constructor(socket: Socket, context: SessionContext) {
     this.#context = context;
@@ -127,7 +139,7 @@ export class Session {
     this.#freeSlots = this.#slots.map((slot) => slot.index).reverse();
     socket.setNoDelay(true); // replies are whole messages: never wait to coalesce (QD1 latency)
     socket.setKeepAlive(true, keepAliveDelayMs);
-    this.#attach(socket);
+    this.#attach(socket, context.reusedReadBuffer === true);
     const timeoutMs = context.handshakeTimeoutMs ?? handshakeTimeoutMs;
     this.#handshakeTimer = setTimeout(() => this.#abort(`no export chosen within ${timeoutMs} ms`), timeoutMs);
     this.#handshakeTimer.unref();
@@ -163,9 +175,9 @@ export class Session {
    * Reads and writes go through `socket` from now on: the accepted one, or the TLSSocket
    * that took it over after STARTTLS (then both report 'close'; the first one counts).
    */
-  #attach(socket: Socket): void {
+  #attach(socket: Socket, reusedReadBuffer: boolean): void {
     this.#socket = socket;
-    socket.on("data", this.#dataListener);
+    if (!reusedReadBuffer) socket.on("data", this.#dataListener);
     socket.on("end", this.#endListener);
     // EPIPE / ECONNRESET are how clients leave; 'close' follows and does the cleanup.
     socket.on("error", this.#errorListener);
@@ -184,10 +196,53 @@ export class Session {
     return true;
   }
 
+  /**
+   * Writes a reply as part of this event-loop turn's batch: the first reply of a turn corks
+   * the socket and a setImmediate uncorks it, so the replies of every request completed in
+   * one turn (at QD32 one socket read brings many requests, and page-cache I/O completes
+   * them in the same turn) leave in one writev and wake the client once. Each reply's buffers are written back to back, so replies never
+   * interleave; each write's callback still runs once the batch is handed to the kernel.
+   * setImmediate runs right after the poll phase that completed the requests, so a lone
+   * reply (QD1) waits for nothing but the rest of its turn.
+   */
+  #writeReply(buffers: readonly Buffer[], done: (error?: Error | null) => void): boolean {
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return false;
+    if (this.#corked === undefined) {
+      this.#corked = socket;
+      socket.cork();
+      setImmediate(this.#uncork);
+    }
+    let last = buffers.length - 1;
+    while (last > 0 && (buffers[last] as Buffer).length === 0) last--;
+    assert.ok(last >= 0 && (buffers[0] as Buffer).length > 0, "every message has a header");
+    for (let index = 0; index <= last; index++) {
+      const buffer = buffers[index] as Buffer;
+      if (buffer.length > 0) socket.write(buffer, index === last ? done : undefined);
+    }
+    return true;
+  }
+
   #onData(chunk: Buffer): void {
     if (this.#state === SessionState.DRAINING || this.#state === SessionState.CLOSED) return; // no longer listening
     this.#queue.push(chunk);
     this.#pump();
+  }
+
+  /**
+   * Bytes read into the socket's reused buffer (context.reusedReadBuffer): valid only during
+   * this call. WRITE payloads are copied straight into their pooled buffers by the pump;
+   * whatever is left unparsed is copied out before we return.
+   */
+  receive(bytes: Buffer): void {
+    // After STARTTLS the TLS layer owns the raw stream; nothing more comes this way.
+    if (this.#state === SessionState.DRAINING || this.#state === SessionState.CLOSED || this.#state === SessionState.TLS_HANDSHAKE) return;
+    this.#queue.pushBorrowed(bytes);
+    try {
+      this.#pump();
+    } finally {
+      this.#queue.unborrow();
+    }
   }
 
   #onEnd(): void {
@@ -361,7 +416,7 @@ export class Session {
     this.#negotiation.tls = true;
     this.#state = SessionState.OPTIONS;
     this.#paused = false; // a new stream, flowing once its 'data' listener is on
-    this.#attach(socket);
+    this.#attach(socket, false);
     const peer = socket.getPeerX509Certificate();
     this.#logger.info(
       { session: this.id, protocol: socket.getProtocol(), cipher: socket.getCipher().name, ...(peer === undefined ? {} : { client: peer.subject.replaceAll("\n", ", ") }) },
@@ -410,7 +465,7 @@ export class Session {
         if (reply.pooled !== undefined) this.#context.pool.give(reply.pooled);
         this.#releaseSlot(slot);
       };
-      if (!this.#write(reply.segments, written)) written();
+      if (!this.#writeReply(reply.segments, written)) written();
       this.#maybeFinish();
     });
   }

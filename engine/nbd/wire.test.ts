@@ -250,6 +250,33 @@ describe("RequestParser", () => {
     expect(parser.next()?.payload?.length).toBe(0);
   });
 
+  it("parses borrowed chunks of a reused read buffer, scribbled over after each one, split at every offset", () => {
+    // The session's socket reads into one buffer (socket-input.ts): what the parser keeps
+    // past a push must be its own copy. Pull at most `pulls` messages per chunk, so the
+    // unparsed rest of a chunk sometimes waits for the next one.
+    const reused = Buffer.alloc(requestStream.length);
+    for (const pulls of [1, Infinity]) {
+      for (let at = 0; at <= requestStream.length; at++) {
+        const queue = new ByteQueue();
+        const parser = newRequestParser(queue);
+        const out: Request[] = [];
+        for (const chunk of [requestStream.subarray(0, at), requestStream.subarray(at)]) {
+          chunk.copy(reused);
+          queue.pushBorrowed(reused.subarray(0, chunk.length));
+          for (let pulled = 0, message = parser.next(); message !== undefined; message = pulled < pulls ? parser.next() : undefined) {
+            out.push(message);
+            pulled++;
+          }
+          queue.unborrow();
+          reused.fill(0xaa);
+        }
+        out.push(...drain(parser));
+        expect(out, `split at ${at}, ${pulls} per chunk`).toEqual(expectedRequests);
+        expect(queue.length).toBe(0);
+      }
+    }
+  });
+
   it("refuses a bad request magic", () => {
     expect(() => feed([requestFrame({ type: 0, magic: 0x25609514 })], newRequestParser)).toThrow(
       expect.objectContaining({ code: "BAD_REQUEST_MAGIC" }),
