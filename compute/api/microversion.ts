@@ -19,62 +19,30 @@
  * the Location header (3.6) — which we always send.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
+import * as shared from "../../identity/microversion.ts";
 import { ComputeError } from "../errors.ts";
 
-/** Nova's v2.1 microversions all have major version 2; we carry the minor number. */
-export const microversionMajor = 2;
-export const microversionMinMinor = 1;
-export const microversionMaxMinor = 10;
+export const computeMicroversions: shared.MicroversionRange = {
+  serviceType: "compute",
+  legacyHeader: "x-openstack-nova-api-version",
+  echoLegacy: true,
+  major: 2,
+  minMinor: 1,
+  maxMinor: 10,
+};
 
-export const microversionMin = `${microversionMajor}.${microversionMinMinor}`;
-export const microversionMax = `${microversionMajor}.${microversionMaxMinor}`;
+export const microversionMinMinor = computeMicroversions.minMinor;
+export const microversionMin = shared.versionText(computeMicroversions, computeMicroversions.minMinor);
+export const microversionMax = shared.versionText(computeMicroversions, computeMicroversions.maxMinor);
 
-/** Nova's format check: no leading zeros, major and minor decimal. */
-const versionPattern = /^([1-9]\d*)\.(0|[1-9]\d*)$/;
-
-const headerNew = "openstack-api-version";
-const headerLegacy = "x-openstack-nova-api-version";
-const serviceType = "compute";
-
-function headerValues(request: FastifyRequest, name: string): string[] {
-  const value = request.headers[name];
-  if (value === undefined) return [];
-  return (Array.isArray(value) ? value : [value]).flatMap((item) => item.split(","));
-}
-
-/**
- * The version the client asked for, as text: `OpenStack-API-Version` wins when it names
- * compute (it may list several services, `compute 2.10, image 2.5`), then the legacy header.
- */
-export function requestedMicroversion(request: FastifyRequest): string | undefined {
-  for (const entry of headerValues(request, headerNew)) {
-    const [service, version, ...rest] = entry.trim().split(/\s+/);
-    if (service?.toLowerCase() === serviceType && version !== undefined && rest.length === 0) return version;
-  }
-  const legacy = headerValues(request, headerLegacy).map((value) => value.trim()).filter((value) => value !== "");
-  return legacy.length === 0 ? undefined : legacy[legacy.length - 1];
-}
-
-/** The minor version to serve: 400 for a malformed version, 406 outside [min, max]. */
-export function negotiateMicroversion(requested: string | undefined): number {
-  if (requested === undefined) return microversionMinMinor;
-  if (requested.toLowerCase() === "latest") return microversionMaxMinor;
-  const match = versionPattern.exec(requested);
-  if (match === null) {
-    throw new ComputeError("EBAD_REQUEST", `API Version String ${requested} is of invalid format. Must be of format MajorNum.MinorNum.`);
-  }
-  const major = Number(match[1]);
-  const minor = Number(match[2]);
-  if (major !== microversionMajor || minor < microversionMinMinor || minor > microversionMaxMinor) {
-    throw new ComputeError("ENOT_ACCEPTABLE", `Version ${requested} is not supported by the API. Minimum is ${microversionMin} and maximum is ${microversionMax}.`);
-  }
-  return minor;
+/** The minor version to serve: ComputeError 400 for a malformed version, 406 outside the range. */
+export function negotiateMicroversion(request: FastifyRequest): number {
+  const outcome = shared.negotiateMicroversion(computeMicroversions, shared.requestedMicroversion(request, computeMicroversions));
+  if (typeof outcome !== "number") throw new ComputeError(outcome.code, outcome.message);
+  return outcome;
 }
 
 /** Both headers, so any client sees the version it got; Vary for caches. */
 export function echoMicroversion(reply: FastifyReply, minor: number): void {
-  const version = `${microversionMajor}.${minor}`;
-  reply.header("openstack-api-version", `${serviceType} ${version}`);
-  reply.header("x-openstack-nova-api-version", version);
-  reply.header("vary", "OpenStack-API-Version, X-OpenStack-Nova-API-Version");
+  shared.echoMicroversion(reply, computeMicroversions, minor);
 }

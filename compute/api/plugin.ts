@@ -33,7 +33,7 @@ import { imageRoutes } from "./images.ts";
 import { requestBodyBytesMax } from "./input.ts";
 import { keypairRoutes } from "./keypairs.ts";
 import { metadataRoutes } from "./metadata.ts";
-import { echoMicroversion, microversionMinMinor, negotiateMicroversion, requestedMicroversion } from "./microversion.ts";
+import { echoMicroversion, microversionMinMinor, negotiateMicroversion } from "./microversion.ts";
 import { serverRoutes } from "./servers.ts";
 import { versionDocument, versionsDocument } from "./versions.ts";
 import { volumeAttachmentRoutes } from "./volume-attachments.ts";
@@ -92,7 +92,7 @@ export async function computePlugin(app: FastifyInstance, options: ComputePlugin
   await app.register(
     async (v21) => {
       v21.addHook("onRequest", async (request, reply) => {
-        const minor = negotiateMicroversion(requestedMicroversion(request));
+        const minor = negotiateMicroversion(request);
         request.computeMicroversion = minor;
         echoMicroversion(reply, minor);
         const { user } = await authenticate(options.identity, request);

@@ -25,7 +25,7 @@ import { actionRoutes } from "./actions.ts";
 import type { RouteContext } from "./context.ts";
 import { routeNotFound, sendCinderFault } from "./faults.ts";
 import { requestBodyBytesMax } from "./input.ts";
-import { echoMicroversion, negotiateMicroversion, requestedMicroversion } from "./microversion.ts";
+import { echoMicroversion, negotiateMicroversion } from "./microversion.ts";
 import { miscRoutes } from "./misc.ts";
 import { snapshotRoutes } from "./snapshots.ts";
 import { versionsDocument } from "./versions.ts";
@@ -84,7 +84,7 @@ export async function volumePlugin(app: FastifyInstance, options: VolumePluginOp
       v3.addHook("onRequest", async (request, reply) => {
         const project = (request.params as Record<string, string | undefined>)["project_id"] ?? "";
         if (!projectIdPattern.test(project)) throw routeNotFound();
-        const minor = negotiateMicroversion(requestedMicroversion(request));
+        const minor = negotiateMicroversion(request);
         echoMicroversion(reply, minor);
         const { user } = await authenticate(options.identity, request);
         // Our identity's project is the user (one project per user, its uuid).
