@@ -13,6 +13,7 @@ import { EngineError } from "../../errors.ts";
 /**
  * One step of an atomic write op (rados_write_op_*):
  * - assertExists: fail the op with ENOENT unless the object exists
+ * - assertVersion V: fail the op unless the object is at version V (ERANGE if newer, EOVERFLOW if older)
  * - create: create the object; exclusive (true) fails the op with EEXIST if it exists
  * - write OFFSET DATA · writeFull DATA · truncate SIZE · zero OFFSET LENGTH · remove
  * - omapSet KEYS VALUES · omapRm KEYS · omapCmp KEY VALUE (ECANCELED unless equal)
@@ -22,6 +23,7 @@ import { EngineError } from "../../errors.ts";
  */
 export type WriteStep =
   | readonly ["assertExists"]
+  | readonly ["assertVersion", number]
   | readonly ["create", boolean]
   | readonly ["write", number, Uint8Array]
   | readonly ["writeFull", Uint8Array]
@@ -37,12 +39,14 @@ export type WriteStep =
 
 /**
  * One step of a read op (rados_read_op_*); its result, in order:
- * - assertExists → undefined · stat → StatResult · read OFFSET TARGET → bytes read into TARGET
+ * - assertExists → undefined · version → the object's version as of this op (not a RADOS
+ *   step: rados_aio_get_version) · stat → StatResult · read OFFSET TARGET → bytes read into TARGET
  * - omapGetVals START_AFTER PREFIX MAX → OmapPage · exec CLASS METHOD INPUT → Buffer
  * A step that failed on its own has a RadosError as its result.
  */
 export type ReadStep =
   | readonly ["assertExists"]
+  | readonly ["version"]
   | readonly ["stat"]
   | readonly ["read", number, Uint8Array]
   | readonly ["omapGetVals", string, string, number]

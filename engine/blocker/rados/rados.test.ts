@@ -5,7 +5,7 @@ import { lockObject } from "./lease-lock.ts";
 import { indexShardCount, shardObject, shardOf } from "./listing-index.ts";
 import { loadRadosAddon, type RadosCluster, type RadosPool } from "./native.ts";
 import { RadosObjectStore } from "./rados.ts";
-import { describeRados, openTestStore, type RadosTarget } from "./testing/target.ts";
+import { describeRados, openTestStore, testNamespace, type RadosTarget } from "./testing/target.ts";
 
 async function listAll(store: RadosObjectStore, prefix: string): Promise<string[]> {
   const names: string[] = [];
@@ -31,6 +31,43 @@ describeRados("rados backend", (target) => {
   describeObjectStoreConformance("rados", async () => {
     const store = await openTestStore(target, "conformance");
     return { store, cleanup: async () => {} };
+  });
+
+  describe("empty writes and object versions", () => {
+    it("assertVersion passes at the version a read saw and fails once the object changed", async () => {
+      const raw = await rawPool(target, testNamespace("version"));
+      try {
+        await raw.pool.writeOp("v", [["writeFull", Buffer.from("one")]]);
+        const [version] = await raw.pool.readOp("v", [["version"], ["stat"]]);
+        await raw.pool.writeOp("v", [["assertVersion", version as number], ["write", 3, Buffer.from("two")]]);
+        const failed: unknown = await raw.pool.writeOp("v", [["assertVersion", version as number], ["truncate", 0]]).catch((error: unknown) => error);
+        expect((failed as { errno?: number }).errno).toBe(34); // ERANGE: the object is newer
+        const data = Buffer.alloc(6);
+        await raw.pool.readOp("v", [["read", 0, data]]);
+        expect(data.toString()).toBe("onetwo");
+      } finally {
+        await raw.close();
+      }
+    });
+
+    it("an empty write past the end of a wholly written object leaves it readable (ops time out instead of hanging)", async () => {
+      const store = await openTestStore(target, "extend", { settings: { rados_osd_op_timeout: "10" } });
+      try {
+        for (let round = 0; round < 5; round++) {
+          const name = `p.extend${round}`;
+          await store.writeFull(name, Buffer.alloc(862, 7));
+          await store.write(name, 5000 + round, Buffer.alloc(0));
+          const whole = await store.read(name, 0, 5000 + round);
+          expect(whole.subarray(0, 862).every((byte) => byte === 7) && whole.subarray(862).every((byte) => byte === 0)).toBe(true);
+          await store.copy(name, `p.extended${round}`);
+          expect((await store.stat(`p.extended${round}`))?.sizeBytes).toBe(5000 + round);
+          await store.write(name, 100, Buffer.alloc(0)); // shorter: no change
+          expect((await store.stat(name))?.sizeBytes).toBe(5000 + round);
+        }
+      } finally {
+        await store.close();
+      }
+    });
   });
 
   describe("listing index", () => {

@@ -9,7 +9,8 @@
  * How each operation maps onto RADOS (every op below is one atomic RADOS op):
  * - read: rados_aio_read into the caller's buffer; the tail past the object is zero-filled.
  * - write: [assert_exists, write] — the common case, one op. If the object is absent: add
- *   it to the index, then [write] (which creates it).
+ *   it to the index, then [write] (which creates it). An empty write (which only extends):
+ *   [stat], then [assert_version, truncate] (#extendTo says why).
  * - writeFull: index, then [write_full] or [write_full ∅, write at offset] (or truncate for
  *   empty data). RADOS applies an op whole and acks it once it is durable on every replica,
  *   so every replacement is atomic, whatever `atomic` says.
@@ -50,6 +51,12 @@ const mountTimeoutSecondsDefault = 30;
 
 const enoent = 2;
 const eexist = 17;
+/** assertVersion's failures: the object is newer, or older, than the version asserted. */
+const erange = 34;
+const eoverflow = 75;
+
+/** Rounds of stat + conditional truncate an empty write makes before giving up. */
+const extendAttemptsMax = 100;
 
 export interface RadosStoreOptions {
   pool: string;
@@ -172,6 +179,10 @@ export class RadosObjectStore extends ObjectStoreBase {
   }
 
   protected async _write(name: string, offsetBytes: number, data: Uint8Array): Promise<void> {
+    if (data.length === 0) {
+      await this.#mutation(this.#run(`extend ${name}`, () => this.#gated(name, () => this.#extendTo(name, offsetBytes), async () => {})));
+      return;
+    }
     const gate = this.#gates.get(name);
     const writing = this.#run(`write ${name}`, async () => {
       if (gate !== undefined) await gate;
@@ -285,6 +296,39 @@ export class RadosObjectStore extends ObjectStoreBase {
     while (this.#limiter.opsInFlight > 0 || this.#cluster.pending > 0) await new Promise((resolve) => setTimeout(resolve, 5));
     this.#pool.close();
     await this.#cluster.shutdown();
+  }
+
+  /**
+   * An empty write: `name` grows to `sizeBytes` if it is shorter (created if absent). Not a
+   * zero-length RADOS write: past the end, that extends the object but leaves the data
+   * digest the OSD keeps of a wholly written object, so the next whole-object read fails the
+   * digest check, the object is declared unfound, and reads of it wait forever (Ceph 16,
+   * memstore; seen as a hung test). A truncate up keeps the digest right, but shrinks a
+   * longer object, so it is made conditional on the version the stat saw.
+   */
+  async #extendTo(name: string, sizeBytes: number): Promise<void> {
+    for (let attempt = 0; attempt < extendAttemptsMax; attempt++) {
+      let found: { version: number; sizeBytes: number } | undefined;
+      try {
+        const [version, stat] = await this.#limiter.run(0, () => this.#pool.readOp(name, [["version"], ["stat"]]));
+        found = { version: version as number, sizeBytes: (stat as StatResult).sizeBytes };
+      } catch (error) {
+        if (!isRadosError(error, enoent)) throw error;
+      }
+      try {
+        if (found === undefined) {
+          await this.#index.add(name);
+          await this.#submit(name, 0, sizeBytes === 0 ? [["create", true]] : [["create", true], ["truncate", sizeBytes]]);
+        } else if (found.sizeBytes < sizeBytes) {
+          await this.#submit(name, 0, [["assertVersion", found.version], ["truncate", sizeBytes]]);
+        }
+        return;
+      } catch (error) {
+        // Changed since the stat (created, written, removed): look again.
+        if (![eexist, erange, eoverflow, enoent].some((errno) => isRadosError(error, errno))) throw error;
+      }
+    }
+    throw new EngineError("EIO", `extend ${name} to ${sizeBytes} bytes: the object kept changing under ${extendAttemptsMax} attempts`);
   }
 
   /** The whole of `name`, read with its size in one atomic op (retried if it changed size meanwhile). */

@@ -77,7 +77,7 @@ enum class OpKind { Read, WriteOp, ReadOp, Remove, Flush };
 
 /** What one read-op step fills in when the op completes; `prval` is that step's own result. */
 struct ReadStep {
-  enum Kind { Stat, Read, OmapGetVals, Exec, AssertExists } kind = AssertExists;
+  enum Kind { Stat, Read, OmapGetVals, Exec, AssertExists, Version } kind = AssertExists;
   int prval = 0;
   uint64_t sizeBytes = 0;
   time_t mtimeSeconds = 0;
@@ -108,6 +108,8 @@ struct OpContext {
   std::unique_ptr<ReadStep[]> readSteps;
   size_t readStepCount = 0;
   int rc = 0;
+  /** The object's version after the op (rados_aio_get_version), read on completion. */
+  uint64_t version = 0;
 };
 
 OpContext::~OpContext() {
@@ -206,11 +208,14 @@ class Cluster : public Napi::ObjectWrap<Cluster> {
 void OnRadosComplete(rados_completion_t, void* argument) {
   auto* op = static_cast<OpContext*>(argument);
   op->rc = rados_aio_get_return_value(op->completion);
+  op->version = rados_aio_get_version(op->completion);
   op->cluster->Complete(op);
 }
 
-Napi::Value ReadStepResult(Napi::Env env, ReadStep& step) {
+Napi::Value ReadStepResult(Napi::Env env, ReadStep& step, uint64_t version) {
   switch (step.kind) {
+    case ReadStep::Version:
+      return Napi::Number::New(env, static_cast<double>(version));
     case ReadStep::Stat: {
       Napi::Object result = Napi::Object::New(env);
       result.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(step.sizeBytes)));
@@ -271,7 +276,7 @@ void DeliverCompletion(Napi::Env env, Napi::Function, void*, OpContext* raw) {
         if (step.prval < 0) {
           results.Set(static_cast<uint32_t>(index), ErrnoError(env, op->what, step.prval).Value());
         } else {
-          results.Set(static_cast<uint32_t>(index), ReadStepResult(env, step));
+          results.Set(static_cast<uint32_t>(index), ReadStepResult(env, step, op->version));
         }
       }
       op->deferred.Resolve(results);
@@ -412,6 +417,9 @@ class Pool : public Napi::ObjectWrap<Pool> {
     std::string name = StringArgument(step.Get(0u), "step name");
     if (name == "assertExists") {
       rados_write_op_assert_exists(op);
+    } else if (name == "assertVersion") {
+      // Fails the op with ERANGE (object newer) or EOVERFLOW (older) unless it is at this version.
+      rados_write_op_assert_version(op, IntegerArgument(step.Get(1u), "version"));
     } else if (name == "create") {
       rados_write_op_create(op, step.Get(1u).ToBoolean() ? LIBRADOS_CREATE_EXCLUSIVE : LIBRADOS_CREATE_IDEMPOTENT, nullptr);
     } else if (name == "write") {
@@ -488,6 +496,9 @@ class Pool : public Napi::ObjectWrap<Pool> {
     if (name == "assertExists") {
       result.kind = ReadStep::AssertExists;
       rados_read_op_assert_exists(op);
+    } else if (name == "version") {
+      // Not a RADOS step: the object's version as of this op, for a later assertVersion.
+      result.kind = ReadStep::Version;
     } else if (name == "stat") {
       result.kind = ReadStep::Stat;
       rados_read_op_stat(op, &result.sizeBytes, &result.mtimeSeconds, &result.prval);

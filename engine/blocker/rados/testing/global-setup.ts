@@ -9,7 +9,7 @@
  * tests then fail with its reason (under CI) or skip loudly (locally).
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -46,10 +46,26 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     return undefined;
   }
   return async () => {
+    await reportClusterErrors(dir);
     await run(devCeph, ["stop", dir, "--purge"], { timeout: 60_000 }).catch((error: unknown) => {
       console.error(`okeanos: stopping the test Ceph cluster in ${dir} failed: ${String(error)}`);
     });
   };
+}
+
+/** Most cluster errors logged worth printing: the first ones name the cause. */
+const clusterErrorLinesMax = 20;
+
+/**
+ * Prints what the cluster logged at error level during the run (an inconsistent or unfound
+ * object, a failed OSD…): a test that hangs on an op the OSD parked shows only a timeout,
+ * and the cluster's own log, purged with it, is where the cause is.
+ */
+async function reportClusterErrors(dir: string): Promise<void> {
+  const log = await readFile(join(dir, "log", "ceph.cluster.log"), "utf8").catch(() => "");
+  const errors = log.split("\n").filter((line) => line.includes("[ERR]"));
+  if (errors.length === 0) return;
+  console.error(`okeanos: the test Ceph cluster logged ${errors.length} error(s); the first:\n${errors.slice(0, clusterErrorLinesMax).join("\n")}`);
 }
 
 function provide(project: TestProject, cluster: RadosTestCluster): void {
