@@ -42,7 +42,7 @@ import {
 import { acquireFlock, probeFlockHolder } from "./flock.ts";
 import { ObjectStoreBase, type LockHolder, type LockMode, type ObjectLock, type ObjectStat, type StoreCapabilities } from "./object-store.ts";
 import { RecentPages } from "./recent-pages.ts";
-import { readAllSync, syncReadAllowed, syncWriteAllowed, writeAllSync } from "./sync-io.ts";
+import { coldReadGuard, readAllSync, syncReadAllowed, syncWriteAllowed, writeAllSync } from "./sync-io.ts";
 
 /**
  * Open handles kept: a quarter of the process's soft RLIMIT_NOFILE (Node raises the soft
@@ -170,13 +170,23 @@ export class FileObjectStore extends ObjectStoreBase {
     this.#dirtyObjects.add(name);
   }
 
-  /** A read on the calling thread when its pages were read or written lately (sync-io.ts), else through the pool. */
+  /**
+   * A small read on the calling thread when its pages were read or written lately, or while
+   * first reads keep hitting the page cache (sync-io.ts); else through the pool.
+   */
   async #readAt(name: string, handle: FileHandle, offsetBytes: number, target: Buffer): Promise<void> {
     const nowMs = performance.now();
     const tracked = this.#syncSmallIo && this.#cacheable(name);
-    if (tracked && syncReadAllowed(target.length, nowMs) && this.#recent.covers(name, offsetBytes, target.length, nowMs)) {
-      readAllSync(handle.fd, target, offsetBytes);
-      return;
+    if (tracked && syncReadAllowed(target.length, nowMs)) {
+      if (this.#recent.covers(name, offsetBytes, target.length, nowMs)) {
+        readAllSync(handle.fd, target, offsetBytes);
+        return;
+      }
+      if (coldReadGuard.allowed(nowMs)) {
+        readAllSync(handle.fd, target, offsetBytes, coldReadGuard);
+        this.#recent.touch(name, offsetBytes, target.length, performance.now());
+        return;
+      }
     }
     await readAt(handle, offsetBytes, target);
     if (tracked) this.#recent.touch(name, offsetBytes, target.length, performance.now());

@@ -15,8 +15,9 @@
  *   - only ≤ syncIoBytesMax (a 64 KiB copy is ~15 µs);
  *   - writes only when page-aligned: a whole-page write never reads the page from disk
  *     first, a partial one may;
- *   - reads only of pages this process read or wrote recently (recent-pages.ts), which the
- *     page cache almost certainly still holds; the first read of a page goes to the pool;
+ *   - reads of pages this process read or wrote recently (recent-pages.ts), which the
+ *     page cache almost certainly still holds; first reads of other pages only while a
+ *     stricter guard (coldReadGuard) sees them hit the cache, else they go to the pool;
  *   - a guard per direction (SyncIoGuard) measures every sync call and sends that
  *     direction back to the thread pool for a while when slow calls take more than their
  *     budget of the event loop's time (dirty-page throttling, a thrashing page cache).
@@ -167,9 +168,24 @@ function threadRunQueueWaitMs(): number {
   }
 }
 
+/**
+ * Reads of pages this process has not touched lately are a guess about the page cache, not
+ * a bet on it: the first reads after a restart (a server restarted under its VMs, a clone
+ * read through its parent's blocks, a volume written by another process), which are far
+ * more often cached than not on a host that just served them. They get their own guard,
+ * quicker to give up: a miss is anything over 60 µs (a 64 KiB page-cache copy takes ~15;
+ * an NVMe read 70–100, which must not pass for a hit, or a cold cache would serialise
+ * reads the pool runs four at a time), 8 misses or a 20 ms budget back off. A cold cache
+ * then costs the loop a few disk reads per backoff period (doubling to 32 s) before those
+ * reads go to the pool again.
+ */
+export const coldReadGuardOptions: SyncIoGuardOptions = { ...syncIoGuardOptions, missMs: 0.06, slowBudgetMs: 20, missCountMin: 8 };
+
 /** One per direction and process: what a sync call blocks is this thread's event loop. */
 export const syncWriteGuard = new SyncIoGuard();
 export const syncReadGuard = new SyncIoGuard();
+/** Reads of pages not known to be recent (see coldReadGuardOptions). */
+export const coldReadGuard = new SyncIoGuard(coldReadGuardOptions);
 
 /** Whether a write of this shape may be done synchronously now. */
 export function syncWriteAllowed(lengthBytes: number, offsetBytes: number, nowMs: number): boolean {
@@ -193,8 +209,8 @@ export function writeAllSync(fd: number, data: Uint8Array, offsetBytes: number):
   }
 }
 
-/** Fills `target` from `offsetBytes` (zeros past the end of the file), timed for the guard. */
-export function readAllSync(fd: number, target: Buffer, offsetBytes: number): void {
+/** Fills `target` from `offsetBytes` (zeros past the end of the file), timed for `guard`. */
+export function readAllSync(fd: number, target: Buffer, offsetBytes: number, guard: SyncIoGuard = syncReadGuard): void {
   const startedMs = performance.now();
   let doneBytes = 0;
   try {
@@ -206,6 +222,6 @@ export function readAllSync(fd: number, target: Buffer, offsetBytes: number): vo
     target.fill(0, doneBytes);
   } finally {
     const endedMs = performance.now();
-    syncReadGuard.record(endedMs - startedMs, endedMs);
+    guard.record(endedMs - startedMs, endedMs);
   }
 }
