@@ -102,6 +102,8 @@ export interface ConnectOptions {
 export interface RadosAddon {
   connect(options: ConnectOptions): Promise<RadosCluster>;
   libradosVersion: string;
+  /** glibc's mallopt(M_MMAP_THRESHOLD), mallopt(M_TRIM_THRESHOLD); false if not applied (not glibc). Absent in addons built before it. */
+  tuneMalloc?(mmapThresholdBytes: number, trimThresholdBytes: number): boolean;
 }
 
 /** What librados rejects with: an Error with the positive errno and the operation. */

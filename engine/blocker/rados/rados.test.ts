@@ -4,7 +4,7 @@ import { describeObjectStoreConformance } from "../conformance.ts";
 import { lockObject } from "./lease-lock.ts";
 import { indexShardCount, shardObject, shardOf } from "./listing-index.ts";
 import { loadRadosAddon, type RadosCluster, type RadosPool } from "./native.ts";
-import { RadosObjectStore } from "./rados.ts";
+import { mallocTuning, RadosObjectStore } from "./rados.ts";
 import { describeRados, openTestStore, testNamespace, type RadosTarget } from "./testing/target.ts";
 
 async function listAll(store: RadosObjectStore, prefix: string): Promise<string[]> {
@@ -31,6 +31,12 @@ describeRados("rados backend", (target) => {
   describeObjectStoreConformance("rados", async () => {
     const store = await openTestStore(target, "conformance");
     return { store, cleanup: async () => {} };
+  });
+
+  it("tunes glibc's malloc through the addon, and refuses thresholds an int cannot hold", () => {
+    const addon = loadRadosAddon();
+    expect(addon.tuneMalloc?.(mallocTuning.mmapThresholdBytes, mallocTuning.trimThresholdBytes)).toBe(true);
+    expect(() => addon.tuneMalloc?.(2 ** 32, 0)).toThrow(RangeError);
   });
 
   describe("empty writes and object versions", () => {

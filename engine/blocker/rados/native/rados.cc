@@ -8,6 +8,7 @@
 // synchronously (connect, ioctx create, shutdown, blocklist) runs on libuv's thread pool.
 //
 //   connect({conf?, id?, keyring?, options?})     → Promise<Cluster>
+//   tuneMalloc(mmapThreshold, trimThreshold)      → boolean (glibc's mallopt)
 //   Cluster.openPool(pool, namespace)             → Promise<Pool>
 //   Cluster.confGet(key) → string, instanceId() → number, address() → string
 //   Cluster.blocklist(address, seconds)           → Promise<void>
@@ -25,6 +26,9 @@
 
 #include <cerrno>
 #include <cstring>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <ctime>
 #include <memory>
 #include <string>
@@ -708,12 +712,31 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+/**
+ * tuneMalloc(mmapThresholdBytes, trimThresholdBytes) → whether it applied (glibc only): see
+ * rados.ts (mallocTuning) for why and when.
+ */
+Napi::Value TuneMalloc(const Napi::CallbackInfo& info) {
+  uint64_t mmapThreshold = IntegerArgument(info[0], "mmap threshold");
+  uint64_t trimThreshold = IntegerArgument(info[1], "trim threshold");
+#if defined(__GLIBC__)
+  if (mmapThreshold > INT32_MAX || trimThreshold > INT32_MAX) throw Napi::RangeError::New(info.Env(), "malloc thresholds must fit an int");
+  bool applied = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmapThreshold)) == 1 && mallopt(M_TRIM_THRESHOLD, static_cast<int>(trimThreshold)) == 1;
+  return Napi::Boolean::New(info.Env(), applied);
+#else
+  (void)mmapThreshold;
+  (void)trimThreshold;
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new InstanceData();
   data->clusterConstructor = Napi::Persistent(Cluster::Define(env));
   data->poolConstructor = Napi::Persistent(Pool::Define(env));
   env.SetInstanceData(data);
   exports.Set("connect", Napi::Function::New(env, Connect, "connect"));
+  exports.Set("tuneMalloc", Napi::Function::New(env, TuneMalloc, "tuneMalloc"));
   int major = 0;
   int minor = 0;
   int extra = 0;
