@@ -189,6 +189,7 @@ async function runGroup(context: BenchContext): Promise<void> {
       await profileSlowRows(results, targets, selectedWorkloads, settings);
     } finally {
       await Promise.allSettled(targets.map((target) => target.stop()));
+      printServerSummaries(targets);
       killAllNow();
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
@@ -285,6 +286,14 @@ async function printResults(results: Results, targets: readonly NbdTarget[], sel
   printTitle("server memory");
   printTable(memory);
   console.log(`\nmarkdown (for RESULTS.md):\n\n${markdownTable(summary)}\n\n${markdownTable(cpu)}\n\n${markdownTable(memory)}\n`);
+}
+
+/** okeanos servers' own counters at each stop (the fast path's calls and backoffs, sync-io.ts). */
+function printServerSummaries(targets: readonly NbdTarget[]): void {
+  const said = targets.filter((target) => target.serverSummaries.length > 0);
+  if (said.length === 0) return;
+  printTitle("what the servers said when they stopped (the last of each target's runs)");
+  for (const target of said) console.log(`  ${target.name} (${target.serverSummaries.length} runs): ${target.serverSummaries.at(-1) ?? ""}`);
 }
 
 // ── profiles ───────────────────────────────────────────────────────────────

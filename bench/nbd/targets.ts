@@ -86,7 +86,12 @@ export abstract class NbdTarget {
     const exit = await server.stop(stopGraceMs);
     this.#peakRssBytes = Math.max(this.#peakRssBytes, server.peakRssBytes);
     if (exit.signal === "SIGKILL") throw new Error(`${this.name} did not stop within ${stopGraceMs} ms of SIGTERM:\n${await server.logTail()}`);
+    const summary = (await server.logTail()).split("\n").find((line) => line.includes("fast-path I/O"));
+    if (summary !== undefined) this.serverSummaries.push(summary.trim());
   }
+
+  /** What the server said about itself when it stopped (okeanos: its fast-path counters). */
+  readonly serverSummaries: string[] = [];
 
   async restart(): Promise<void> {
     await this.stop();

@@ -187,6 +187,12 @@ export const syncReadGuard = new SyncIoGuard();
 /** Reads of pages not known to be recent (see coldReadGuardOptions). */
 export const coldReadGuard = new SyncIoGuard(coldReadGuardOptions);
 
+/** One line on what the fast path did in this process (for a server's log at shutdown). */
+export function syncIoSummary(): string {
+  const part = (label: string, stats: SyncIoStats): string => `${label} ${stats.calls} (${stats.misses} slow, ${stats.backoffs} backoffs)`;
+  return [part("writes", syncWriteGuard.stats), part("reads", syncReadGuard.stats), part("first reads", coldReadGuard.stats)].join(", ");
+}
+
 /** Whether a write of this shape may be done synchronously now. */
 export function syncWriteAllowed(lengthBytes: number, offsetBytes: number, nowMs: number): boolean {
   return lengthBytes > 0 && lengthBytes <= syncIoBytesMax && lengthBytes % pageBytes === 0 && offsetBytes % pageBytes === 0 && syncWriteGuard.allowed(nowMs);
