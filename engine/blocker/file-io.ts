@@ -20,6 +20,17 @@ export async function readAt(handle: FileHandle, offsetBytes: number, target: Bu
   target.fill(0, doneBytes);
 }
 
+/**
+ * The most one pwrite writes. Linux (6.x) backs a large write with page-cache folios as large
+ * as the write, and ext4 makes every later small write into such a folio walk all of its
+ * buffer heads: a 4 KiB pwrite into a file written in 1 MiB pwrites cost 13–26 µs of CPU on
+ * the benchmark machine, 8 µs in 256 KiB pieces, 4 µs in 4 KiB ones. Block files take both
+ * (a guest's sequential writes, then its random ones), so large writes go in pieces: over
+ * NBD, 4 KiB random writes 1.3× (QD1) and 1.6× (QD32), 1 MiB writes 0.91× (bench/RESULTS.md,
+ * nbd "Run 8").
+ */
+export const writePieceBytesMax = 256 * 1024;
+
 export async function writeAt(handle: FileHandle, data: Uint8Array, offsetBytes: number): Promise<void> {
   // An empty pwrite changes nothing, but an empty write still extends the object to its
   // offset, as the memory reference does.
@@ -27,7 +38,8 @@ export async function writeAt(handle: FileHandle, data: Uint8Array, offsetBytes:
   let doneBytes = 0;
   // pwrite may write less than asked (signals, quotas).
   while (doneBytes < data.length) {
-    const { bytesWritten } = await handle.write(data, doneBytes, data.length - doneBytes, offsetBytes + doneBytes);
+    const pieceBytes = Math.min(writePieceBytesMax, data.length - doneBytes);
+    const { bytesWritten } = await handle.write(data, doneBytes, pieceBytes, offsetBytes + doneBytes);
     doneBytes += bytesWritten;
   }
 }

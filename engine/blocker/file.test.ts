@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isEngineError } from "../errors.ts";
 import { describeObjectStoreConformance } from "./conformance.ts";
 import { FileObjectStore } from "./file.ts";
+import { writePieceBytesMax } from "./file-io.ts";
 import { coldReadGuard, coldReadGuardOptions, syncReadGuard, syncWriteGuard } from "./sync-io.ts";
 
 const fileModuleUrl = pathToFileURL(join(import.meta.dirname, "file.ts")).href;
@@ -154,6 +155,14 @@ describe("FileObjectStore", () => {
     await store.write("m.sync", 0, page);
     await store.read("m.sync", 0, 4096);
     expect(counts()).toEqual(before);
+  });
+
+  it("writes larger than one pwrite piece land whole, at any offset", async () => {
+    const data = Buffer.alloc(3 * writePieceBytesMax + 3);
+    for (let index = 0; index < data.length; index++) data[index] = (index * 7) % 251;
+    await store.write("p.pieces", 4097, data);
+    expect((await store.read("p.pieces", 4097, data.length)).equals(data)).toBe(true);
+    expect((await store.stat("p.pieces"))?.sizeBytes).toBe(4097 + data.length);
   });
 
   it("with syncSmallIo off, nothing runs on the calling thread", async () => {
