@@ -6,7 +6,7 @@
  *   409 round and the commit) + HTTP overhead ──► upload unchanged: ≤ the hashmap + overhead
  *   ──► download to a new path: the same bytes (sha256)
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -17,6 +17,7 @@ import { blockHash } from "../../engine/blocker/content.ts";
 import { servePithos, type ServedPithos } from "../../gateways/pithos/testing/server.ts";
 import { hashmapRequestBody } from "../pithos-client/client.ts";
 import type { DownloadResult } from "../pithos-client/download.ts";
+import { randomBlockData } from "../pithos-client/testing/block-data.ts";
 import { startCountingProxy, type CountingProxy } from "../pithos-client/testing/counting-proxy.ts";
 import type { UploadResult } from "../pithos-client/upload.ts";
 import { okJson, runCli } from "../testing/run-cli.ts";
@@ -50,7 +51,7 @@ describe("okeanos file delta sync of a 1 GiB file (bytes on the wire)", () => {
   let served: ServedPithos;
   let proxy: CountingProxy;
   let env: Record<string, string>;
-  const pattern = randomBytes(blockSizeBytes);
+  const pattern = randomBlockData(blockSizeBytes, blockSizeBytes);
   const hashes: string[] = [];
 
   beforeAll(async () => {

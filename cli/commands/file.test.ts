@@ -14,6 +14,7 @@ import { migrateToLatest, openDatabase, type MetadataDatabase, type User } from 
 import { servePithos, type ServedPithos } from "../../gateways/pithos/testing/server.ts";
 import { exitCodes } from "../output.ts";
 import type { DownloadResult } from "../pithos-client/download.ts";
+import { randomBlockData } from "../pithos-client/testing/block-data.ts";
 import type { SyncResult } from "../pithos-client/sync.ts";
 import type { UploadResult } from "../pithos-client/upload.ts";
 import { okJson, runCli, type CliResult } from "../testing/run-cli.ts";
@@ -55,7 +56,7 @@ describe("okeanos file against the object store", { timeout: 180_000 }, () => {
   });
 
   it("uploads, lists, shows, downloads; a changed block is the only one sent and fetched again", async () => {
-    const data = randomBytes(5 * blockSizeBytes + 100);
+    const data = randomBlockData(5 * blockSizeBytes + 100, blockSizeBytes);
     const local = join(dir, "a.bin");
     await writeFile(local, data);
     const first = await fileJson<UploadResult>("upload", local, "docs/");

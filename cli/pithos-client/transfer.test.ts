@@ -16,6 +16,7 @@ import { hashmapRequestBody, PithosClient } from "./client.ts";
 import { downloadObject, partSuffix } from "./download.ts";
 import { isRemoteError } from "./errors.ts";
 import { syncDown, syncUp } from "./sync.ts";
+import { randomBlockData } from "./testing/block-data.ts";
 import { startFakePithos, type FakePithos } from "./testing/fake-pithos.ts";
 import { uploadFile } from "./upload.ts";
 
@@ -23,7 +24,7 @@ const blockSizeBytes = 64 * 1024;
 
 /** `blocks` distinct random blocks and a short tail. */
 function content(blocks: number, tailBytes = 1234): Buffer {
-  return randomBytes(blocks * blockSizeBytes + tailBytes);
+  return randomBlockData(blocks * blockSizeBytes + tailBytes, blockSizeBytes);
 }
 
 function sha256(data: Buffer): string {
@@ -79,8 +80,8 @@ describe("upload, download and sync (fake server)", () => {
     });
 
     it("sends a block that repeats in the file once, and no all-zero block, and strips trailing NULs", async () => {
-      const block = randomBytes(blockSizeBytes);
-      const tail = Buffer.concat([randomBytes(100), Buffer.alloc(900)]);
+      const block = randomBlockData(blockSizeBytes, blockSizeBytes);
+      const tail = Buffer.concat([randomBlockData(100, blockSizeBytes), Buffer.alloc(900)]);
       const data = Buffer.concat([block, Buffer.alloc(blockSizeBytes), block, block, tail]);
       const path = await localFile("dup.bin", data);
       const result = await uploadFile(client, path, "c", "dup.bin", { pool });
