@@ -125,27 +125,42 @@ export async function plugDisk(qmp: QmpCall, disk: AttachedDisk, host: HostDiskC
   }
 }
 
+/** How unplugDisk waits for the guest. */
+export interface UnplugPatience {
+  /** The whole wait; EHYPERVISOR after it. */
+  timeoutMs: number;
+  /** Between two `device_del` requests while the device is still there. */
+  retryMs: number;
+}
+
 /**
- * Unplugs the disk `diskId`: device_del, then waits up to `timeoutMs` for the guest to release
- * the device, then blockdev-del (which closes the NBD connection). EHYPERVISOR on timeout.
+ * Unplugs the disk `diskId`: device_del, then waits for the guest to release the device, then
+ * blockdev-del (which closes the NBD connection). The request is repeated every `retryMs`, as
+ * Nova's libvirt driver does (device_detach_attempts × device_detach_timeout): a guest may drop
+ * an ACPI eject it got while busy — early in its boot, or still handling the slot's insert — and
+ * QEMU (7.2) re-sends the event for a repeated request. EHYPERVISOR after `timeoutMs`.
  */
-export async function unplugDisk(qmp: QmpCall, diskId: string, timeoutMs: number): Promise<void> {
+export async function unplugDisk(qmp: QmpCall, diskId: string, patience: UnplugPatience): Promise<void> {
   const { nodeName, deviceId } = attachedDiskNames(diskId);
-  if (await hasDevice(qmp, deviceId)) {
-    // Asking again while a request is pending is harmless (QEMU 7.2 re-sends the ACPI event).
-    await qmp("device_del", { id: deviceId }).catch((error: unknown) => {
-      if (!/DeviceNotFound|not found/i.test(String(error))) throw error;
-    });
-    const deadline = performance.now() + timeoutMs;
-    while (await hasDevice(qmp, deviceId)) {
-      if (performance.now() >= deadline) {
-        throw new ComputeError(
-          "EHYPERVISOR",
-          `the guest did not release disk ${deviceId} within ${Math.round(timeoutMs / 1000)} s (its OS must support ACPI PCI hot-unplug; it may still release it later)`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, unplugPollMs));
+  const started = performance.now();
+  let requests = 0;
+  let lastRequest = -Infinity;
+  while (await hasDevice(qmp, deviceId)) {
+    const now = performance.now();
+    if (now - started >= patience.timeoutMs) {
+      throw new ComputeError(
+        "EHYPERVISOR",
+        `the guest did not release disk ${deviceId} within ${patience.timeoutMs / 1000} s of ${requests} unplug requests (its OS must support ACPI PCI hot-unplug; it may still release it later)`,
+      );
     }
+    if (now - lastRequest >= patience.retryMs) {
+      lastRequest = now;
+      requests += 1;
+      await qmp("device_del", { id: deviceId }).catch((error: unknown) => {
+        if (!/DeviceNotFound|not found/i.test(String(error))) throw error;
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(unplugPollMs, patience.retryMs)));
   }
   if (await hasNode(qmp, nodeName)) await qmp("blockdev-del", { "node-name": nodeName });
 }

@@ -16,7 +16,7 @@ import { resolve } from "node:path";
 import type { AttachedDisk, HypervisorDriver, InstanceSpec, InstanceStatus, PowerState, VncEndpoint } from "../driver.ts";
 import { ComputeError } from "../errors.ts";
 import { checkSpec, qemuArgs, type HostChoices } from "./args.ts";
-import { checkAttachedDisk, plugDisk, unplugDisk, type QmpCall } from "./disks.ts";
+import { checkAttachedDisk, plugDisk, unplugDisk, type QmpCall, type UnplugPatience } from "./disks.ts";
 import { instanceIdPattern, instanceLayout, type InstanceLayout } from "./layout.ts";
 import { writeSeedIso } from "./nocloud.ts";
 import { instancePid, logTailBytes, runDaemonizing, signalInstance, tail, waitForExit } from "./process.ts";
@@ -42,11 +42,13 @@ export const nbdReconnectDelaySecondsDefault = 60;
 /** Nova's console token lifetime (consoleauth token_ttl, 600 s): the password expires with the URL. */
 export const vncPasswordLifetimeSecondsDefault = 600;
 /**
- * How long a detach waits for the guest to release the disk. Linux answers an ACPI eject in
- * well under a second, a loaded TCG guest in a few; Nova's libvirt driver waits about as long
- * in all (device_detach_timeout with its retries).
+ * How long a detach waits for the guest to release the disk, asking again every
+ * detachRetryMsDefault. Linux answers an ACPI eject in well under a second, a loaded TCG guest
+ * in seconds; Nova's libvirt driver asks 8 times, 20 s apart (device_detach_attempts,
+ * device_detach_timeout), and so do we.
  */
-export const detachTimeoutMsDefault = 30_000;
+export const detachTimeoutMsDefault = 160_000;
+export const detachRetryMsDefault = 20_000;
 /** RFB's VNC authentication uses the first 8 bytes of the password as a DES key. */
 export const vncPasswordLength = 8;
 /** console.log grows while a guest runs (a file chardev cannot rotate); at each start a log over this size… */
@@ -70,6 +72,7 @@ export interface QemuDriverOptions {
   startTimeoutMs?: number;
   qmpTimeoutMs?: number;
   detachTimeoutMs?: number;
+  detachRetryMs?: number;
 }
 
 /** query-status's RunState (qapi/run-state.json) as a power state. */
@@ -96,7 +99,7 @@ export class QemuDriver implements HypervisorDriver {
   readonly #genisoimage: string;
   readonly #startTimeoutMs: number;
   readonly #qmpTimeoutMs: number;
-  readonly #detachTimeoutMs: number;
+  readonly #unplugPatience: UnplugPatience;
   /** The tail of each instance's queue of actions. */
   readonly #queues = new Map<string, Promise<unknown>>();
 
@@ -112,7 +115,7 @@ export class QemuDriver implements HypervisorDriver {
     this.#genisoimage = options.genisoimage ?? "genisoimage";
     this.#startTimeoutMs = options.startTimeoutMs ?? startTimeoutMsDefault;
     this.#qmpTimeoutMs = options.qmpTimeoutMs ?? qmpTimeoutMsDefault;
-    this.#detachTimeoutMs = options.detachTimeoutMs ?? detachTimeoutMsDefault;
+    this.#unplugPatience = { timeoutMs: options.detachTimeoutMs ?? detachTimeoutMsDefault, retryMs: options.detachRetryMs ?? detachRetryMsDefault };
   }
 
   /** "kvm" or "tcg": what start() asks QEMU for. */
@@ -214,7 +217,7 @@ export class QemuDriver implements HypervisorDriver {
     const layout = this.layout(id);
     await this.#serialized(id, async () => {
       if ((await instancePid(layout.pidFile)) === undefined) return;
-      await unplugDisk(this.#qmpCall(layout), diskId, this.#detachTimeoutMs);
+      await unplugDisk(this.#qmpCall(layout), diskId, this.#unplugPatience);
     });
   }
 

@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ci, setUpCompute, skipComputeTest, sleep, uploadGuestImages, type ComputeBed } from "./compute-setup.ts";
+import { detachTimeoutMsDefault } from "../../compute/qemu/driver.ts";
 import { bootTimeoutMs, guestBuildTimeoutMs, missingTools } from "./harness.ts";
 
 const execFileAsync = promisify(execFile);
@@ -28,19 +29,27 @@ const skipped = skipComputeTest("volumes") || (nbdshMissing && !ci);
 const testTimeoutMs = 20 * 60_000;
 /** A status change of a volume (a job of the serving process): seconds; a loaded machine, more. */
 const statusTimeoutMs = 120_000;
+/** A detach waits for the guest, asking again and again, for up to the driver's whole patience. */
+const detachedTimeoutMs = detachTimeoutMsDefault + statusTimeoutMs;
 
 describe.skipIf(skipped)("volumes: attach and detach through the openstack client", () => {
   let bed: ComputeBed;
   const openstack = (...args: string[]) => bed.openstack(...args);
   const json = <T = Record<string, unknown>>(...args: string[]) => bed.json<T>(...args);
 
-  /** Polls `show` until `field` is `value`. */
-  const reaches = async (kind: "server" | "volume", name: string, value: string, field = "status"): Promise<Record<string, unknown>> => {
-    const deadline = performance.now() + statusTimeoutMs;
+  /** Polls `show` until its status is `value`; on failure says what the service and the guest said. */
+  const reaches = async (kind: "server" | "volume", name: string, value: string, timeoutMs = statusTimeoutMs): Promise<Record<string, unknown>> => {
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       const shown = await json(kind, "show", name);
-      if (shown[field] === value) return shown;
-      if (shown[field] === "ERROR" || shown[field] === "error" || performance.now() > deadline) throw new Error(`${kind} ${name} is ${String(shown[field])}, not ${value}: ${JSON.stringify(shown)}`);
+      if (shown["status"] === value) return shown;
+      if (shown["status"] === "ERROR" || shown["status"] === "error" || performance.now() > deadline) {
+        const consoleLog = await bed.openstackRun("console", "log", "show", "vm1");
+        throw new Error(
+          `${kind} ${name} is ${String(shown["status"])}, not ${value}: ${JSON.stringify(shown)}\n` +
+            `okeanos serve's log:\n…${bed.serveLog().slice(-6000)}\nvm1's console:\n…${consoleLog.stdout.slice(-3000)}`,
+        );
+      }
       await sleep(2000);
     }
   };
@@ -108,7 +117,7 @@ describe.skipIf(skipped)("volumes: attach and detach through the openstack clien
 
       // ── remove: the guest lets go, the volume is available, the marker is on it ─
       await openstack("server", "remove", "volume", "vm1", "data1");
-      await reaches("volume", "data1", "available");
+      await reaches("volume", "data1", "available", detachedTimeoutMs);
       await consoleLine("vm1", new RegExp(`^OKEANOS-VM-DISK: removed vd[a-z] serial=${serial}\\r?$`));
       expect(await json<unknown[]>("server", "volume", "list", "vm1")).toEqual([]);
       expect(await firstSector(volumeId)).toContain(`okeanos-disk-marker serial=${serial} note=${note}\n`);
