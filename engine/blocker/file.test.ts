@@ -117,15 +117,16 @@ describe("FileObjectStore", () => {
     expect((await readdir("/proc/self/fd")).length).toBeLessThanOrEqual(descriptorsBefore + 4);
   });
 
-  it("small page-aligned writes, and reads of pages touched lately, run on the calling thread; the rest through the pool", async () => {
+  it("page-aligned writes up to 1 MiB, and small reads of pages touched lately, run on the calling thread; the rest through the pool", async () => {
     const counts = () => ({ writes: syncWriteGuard.stats.calls, reads: syncReadGuard.stats.calls, cold: coldReadGuard.stats.calls });
     const page = Buffer.alloc(4096, 1);
     const name = "p.sync.0.1";
     let before = counts();
     await store.write(name, 8192, page); // aligned: sync
     await store.write(name, 100, Buffer.from("unaligned")); // may need the page from disk: pool
-    await store.write(name, 1024 * 1024, Buffer.alloc(1024 * 1024, 2)); // large: pool
-    expect(counts().writes - before.writes).toBe(1);
+    await store.write(name, 1024 * 1024, Buffer.alloc(1024 * 1024, 2)); // 1 MiB, aligned: sync
+    await store.write(name, 2 * 1024 * 1024, Buffer.alloc(1024 * 1024 + 4096, 3)); // larger: pool
+    expect(counts().writes - before.writes).toBe(2);
     before = counts();
     expect((await store.read(name, 8192, 4096)).equals(page)).toBe(true); // written lately: sync
     expect((await store.read(name, 0, 200)).subarray(100, 109).toString()).toBe("unaligned"); // sync too
@@ -157,12 +158,21 @@ describe("FileObjectStore", () => {
     expect(counts()).toEqual(before);
   });
 
-  it("writes larger than one pwrite piece land whole, at any offset", async () => {
+  it("writes larger than one pwrite piece land whole, at any offset, on the calling thread or through the pool", async () => {
     const data = Buffer.alloc(3 * writePieceBytesMax + 3);
     for (let index = 0; index < data.length; index++) data[index] = (index * 7) % 251;
     await store.write("p.pieces", 4097, data);
     expect((await store.read("p.pieces", 4097, data.length)).equals(data)).toBe(true);
     expect((await store.stat("p.pieces"))?.sizeBytes).toBe(4097 + data.length);
+    // Aligned and at most 1 MiB: written synchronously, in pieces too.
+    const aligned = Buffer.concat([data, Buffer.alloc(4093, 5)]); // 3 pieces and a page
+    expect(aligned.length % 4096).toBe(0);
+    const writesBefore = syncWriteGuard.stats.calls;
+    const syncAllowed = syncWriteGuard.allowed(performance.now());
+    await store.write("p.pieces.0.1", 8192, aligned);
+    expect(syncWriteGuard.stats.calls - writesBefore).toBe(syncAllowed ? 1 : 0);
+    expect((await store.read("p.pieces.0.1", 8192, aligned.length)).equals(aligned)).toBe(true);
+    expect((await store.read("p.pieces.0.1", 0, 8192)).equals(Buffer.alloc(8192))).toBe(true);
   });
 
   it("with syncSmallIo off, nothing runs on the calling thread", async () => {

@@ -192,7 +192,7 @@ export class FileObjectStore extends ObjectStoreBase {
     if (tracked) this.#recent.touch(name, offsetBytes, target.length, performance.now());
   }
 
-  /** A small page-aligned write on the calling thread (sync-io.ts), else through the pool. */
+  /** A page-aligned write of at most 1 MiB on the calling thread (sync-io.ts), else through the pool. */
   async #writeAt(name: string, handle: FileHandle, data: Uint8Array, offsetBytes: number): Promise<void> {
     const tracked = this.#syncSmallIo && this.#cacheable(name);
     if (tracked && syncWriteAllowed(data.length, offsetBytes, performance.now())) writeAllSync(handle.fd, data, offsetBytes);
