@@ -10,7 +10,7 @@
  *   rounds   every round runs every row on both sides, who goes first alternating; ratios
  *            are okeanos ÷ librbd per round (> 1: okeanos faster), summarised as median (min–max)
  *
- * The cluster is scripts/dev-ceph.sh (memstore, one OSD), started in the run's temp dir and
+ * The cluster is scripts/dev-ceph.sh (one OSD on file-backed BlueStore), started in the run's temp dir and
  * purged at the end; OKEANOS_BENCH_CEPH_CONF=PATH (pool $OKEANOS_CEPH_POOL, default okeanos)
  * uses a running one instead. OSD CPU per request is read from /proc when we started the OSD.
  *
@@ -19,7 +19,10 @@
  *   OKEANOS_BENCH_RADOS_SECONDS    seconds per fio job (default 10; --quick: 2)
  *   OKEANOS_BENCH_RADOS_SNAPSHOTS  snapshot + clone rounds (default 5; --quick: 2)
  *   OKEANOS_BENCH_CEPH_CONF        an existing cluster's ceph.conf (default: start one)
- *   OKEANOS_CEPH_STORE             memstore (default) or bluestore, for the cluster started
+ *   OKEANOS_CEPH_STORE             bluestore (default) or memstore, for the cluster started.
+ *                                  BlueStore, because memstore's cost per op grows with every
+ *                                  small overwrite an object has taken (bench/RESULTS.md, RADOS,
+ *                                  session 6): its write rows measure each side's history.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -94,8 +97,9 @@ async function startCluster(settings: Settings, dir: string): Promise<RunningClu
   }
   const cephDir = join(dir, "ceph");
   const startedMs = performance.now();
-  const { stdout } = await run(devCeph, ["start", cephDir]);
-  console.log(`  cluster: scripts/dev-ceph.sh up in ${round((performance.now() - startedMs) / 1000)} s (${cephDir})`);
+  const store = process.env["OKEANOS_CEPH_STORE"] ?? "bluestore";
+  const { stdout } = await run(devCeph, ["start", cephDir], { env: { ...process.env, OKEANOS_CEPH_STORE: store } });
+  console.log(`  cluster: scripts/dev-ceph.sh up in ${round((performance.now() - startedMs) / 1000)} s (${cephDir}, ${store})`);
   // Ctrl-C: common.ts removes the temp dirs and exits; the daemons must go first.
   const stopNow = (): void => void spawnSync(devCeph, ["stop", cephDir, "--purge"], { stdio: "ignore" });
   process.prependListener("SIGINT", stopNow);

@@ -36,7 +36,7 @@ export interface RunResult {
 }
 
 /** Runs a tool to completion; a non-zero exit throws with the command line and its stderr. */
-export async function run(command: string, args: readonly string[], options: { cwd?: string } = {}): Promise<RunResult> {
+export async function run(command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
   track(child);
   let stdout = "";
