@@ -30,24 +30,6 @@ fi
 ensure_node
 [ -d node_modules/node-addon-api ] || ensure_npm_dependencies
 
-# node-gyp ships inside npm; use that copy rather than downloading one.
-npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
-node_gyp=(node "$npm_dir/node_modules/node-gyp/bin/node-gyp.js")
-[ -f "$npm_dir/node_modules/node-gyp/bin/node-gyp.js" ] || node_gyp=(npm exec --yes -- node-gyp)
-
-# Node-API is ABI-stable, so any installed headers with node_api.h will do; prefer the
-# running Node's own. Without any, node-gyp downloads the headers of the running Node.
-node_prefix="$(dirname "$(dirname "$(node -p process.execPath)")")"
-nodedir_args=()
-for candidate in "$node_prefix" "$node_prefix"/node_modules/node-*/ /usr/local /usr; do
-  candidate="${candidate%/}"
-  if [ -f "$candidate/include/node/node_api.h" ]; then
-    nodedir_args=(--nodedir="$candidate")
-    break
-  fi
-done
-
-echo "build-rados: node-gyp rebuild in $native_dir ${nodedir_args[*]}" >&2
-"${node_gyp[@]}" rebuild --directory "$native_dir" "${nodedir_args[@]}" --loglevel=warn
+node_gyp_rebuild "$native_dir" build-rados
 version="$(node -e 'console.log(require(process.argv[1]).libradosVersion)' "$PWD/$addon")"
 echo "build-rados: built $addon (librados $version)" >&2

@@ -16,6 +16,8 @@ source scripts/lib/deps.sh
 ensure_node
 ensure_debian_packages util-linux # flock(1): the file store's volume locks
 ensure_npm_dependencies
+# Optional speed-up of large NBD reads; built only if a C compiler is already here.
+scripts/build-nbd-addon.sh --if-able
 
 repo="$PWD"
 work="$(mktemp -d)"

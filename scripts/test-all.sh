@@ -27,7 +27,7 @@ test_debian_packages=(
   uuid-runtime     # uuidgen: the cluster's fsid and the OSD's uuid (scripts/dev-ceph.sh)
   iproute2         # ss: dev-ceph.sh picks free ports for the monitor
   librados-dev     # librados headers: the rados backend's native addon (scripts/build-rados.sh)
-  g++              # node-gyp compiles that addon
+  g++              # node-gyp compiles that addon (C++) and the NBD server's (C, scripts/build-nbd-addon.sh)
   make             # node-gyp builds through make
   python3          # node-gyp runs gyp, a Python program
   genisoimage      # the compute driver's cloud-init NoCloud seed disk (compute/qemu)
@@ -42,5 +42,8 @@ npm_install_locked
 # librados must install), the rados tests need it. They run on a single-host Ceph that the
 # suite starts (vitest globalSetup, scripts/dev-ceph.sh), and fail rather than skip here.
 scripts/build-rados.sh
+# The NBD server's optional addon (a connection's socket send buffer): its tests fail under
+# CI=true without it, and the interop and benchmark runs should measure what users get.
+scripts/build-nbd-addon.sh
 export OKEANOS_TEST_CEPH="${OKEANOS_TEST_CEPH:-1}"
 npm test

@@ -10,7 +10,9 @@
  *   + the socket's read buffer and the unparsed rest of one read copied out of it
  *     (each ≤ socketReadBufferBytes, 256 KiB)
  * ≈ 96 MiB; with connectionsMax connections the server is bounded by their product, and in
- * practice by the few that stream 32 MiB requests at once.
+ * practice by the few that stream 32 MiB requests at once. In the kernel, each connection
+ * also holds replies handed over but not yet read by the client: up to unixSendBufferBytes
+ * (4 MiB) on a unix socket, net.ipv4.tcp_wmem's autotuned maximum on TCP.
  */
 import assert from "node:assert/strict";
 import { optionLengthMaxBytes, optionHeaderBytes, requestHeaderBytes, requestLengthMaxBytes } from "./protocol.ts";
@@ -118,3 +120,12 @@ export const requestBufferedBytesMax = requestHeaderBytes - 1;
 assert.ok(inFlightBytesMax >= requestLengthMaxBytes, "one maximum-size request must fit in flight");
 assert.ok(blockStatusWindowBlocks <= blockStatusScanBlocksMax);
 assert.ok(readChunksMax >= 2, "a data chunk and a hole chunk at least");
+
+/**
+ * The kernel send buffer each unix-socket connection asks for (socket-buffer.ts; needs the NBD
+ * addon): four 1 MiB READ replies, half a QD 8 burst, so one goes out in one write instead of
+ * about five against the ~208 KiB default. 2 MiB measured about as fast as the default, 8 MiB
+ * no faster than 4 (bench/RESULTS.md, nbd run 12). Kernel memory, taken only while the client
+ * is slower to read than the server to reply.
+ */
+export const unixSendBufferBytes = 4 * 1024 * 1024;

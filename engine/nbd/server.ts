@@ -17,9 +17,10 @@ import type { Engine } from "../engine.ts";
 import { BufferPool } from "./buffer-pool.ts";
 import type { VolumeIoCounters } from "../volume.ts";
 import { ExportRegistry } from "./exports.ts";
-import { connectionsMax as connectionsMaxDefault, shutdownTimeoutMs as shutdownTimeoutMsDefault, socketReadBufferBytes } from "./limits.ts";
+import { connectionsMax as connectionsMaxDefault, shutdownTimeoutMs as shutdownTimeoutMsDefault, socketReadBufferBytes, unixSendBufferBytes as unixSendBufferBytesDefault } from "./limits.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Session } from "./session.ts";
+import { setSendBuffer } from "./socket-buffer.ts";
 import { adoptWithReadBuffer } from "./socket-input.ts";
 import { TlsMode, type TlsConfig } from "./tls.ts";
 
@@ -44,6 +45,11 @@ export interface NbdServerOptions {
   owner?: string;
   /** STARTTLS with these certificates (tls.ts: tlsConfigFromOptions); absent: no TLS. */
   tls?: TlsConfig | undefined;
+  /**
+   * The kernel send buffer of each unix-socket connection (socket-buffer.ts; default
+   * limits.ts unixSendBufferBytes, 0: the kernel's default). Needs the NBD addon.
+   */
+  unixSendBufferBytes?: number;
 }
 
 export type ListenAddress = { kind: "tcp"; host: string; port: number } | { kind: "unix"; path: string };
@@ -55,6 +61,9 @@ export class NbdServer {
   readonly #logger: Logger;
   readonly #listeners: Server[] = [];
   readonly #sessions = new Set<Session>();
+  /** The send buffer each unix-socket session got (kernel bytes), for status output. */
+  readonly #sendBuffers = new WeakMap<Session, number>();
+  #sendBufferNoted = false;
   #addresses: ListenAddress[] = [];
   #closing: Promise<void> | undefined;
 
@@ -76,12 +85,12 @@ export class NbdServer {
     const { tcp, socketPath } = this.#options;
     if (socketPath !== undefined) {
       await removeStaleSocket(socketPath);
-      await this.#listenOn((server) => server.listen(socketPath));
+      await this.#listenOn("unix", (server) => server.listen(socketPath));
       this.#addresses.push({ kind: "unix", path: socketPath });
     }
     if (tcp !== undefined) {
       const host = tcp.host ?? "127.0.0.1";
-      const server = await this.#listenOn((listener) => listener.listen(tcp.port ?? nbdPortDefault, host));
+      const server = await this.#listenOn("tcp", (listener) => listener.listen(tcp.port ?? nbdPortDefault, host));
       const address = server.address();
       const port = typeof address === "object" && address !== null ? address.port : (tcp.port ?? nbdPortDefault);
       this.#addresses.push({ kind: "tcp", host, port });
@@ -98,9 +107,12 @@ export class NbdServer {
     return this.#sessions.size;
   }
 
-  /** Each open connection's id, state and requests in flight (for status output and tests). */
-  get connections(): Array<{ id: number; state: string; inFlight: number }> {
-    return [...this.#sessions].map((session) => ({ id: session.id, state: session.state, inFlight: session.inFlight }));
+  /** Each open connection's id, state, requests in flight and, when set, kernel send buffer (for status output and tests). */
+  get connections(): Array<{ id: number; state: string; inFlight: number; sendBufferBytes?: number }> {
+    return [...this.#sessions].map((session) => {
+      const sendBufferBytes = this.#sendBuffers.get(session);
+      return { id: session.id, state: session.state, inFlight: session.inFlight, ...(sendBufferBytes === undefined ? {} : { sendBufferBytes }) };
+    });
   }
 
   /** Requests and bytes per export since the server started (for /metrics). */
@@ -150,9 +162,9 @@ export class NbdServer {
     return Promise.all([...this.#sessions].map((session) => session.closed)).then(() => undefined);
   }
 
-  async #listenOn(start: (server: Server) => void): Promise<Server> {
+  async #listenOn(transport: ListenAddress["kind"], start: (server: Server) => void): Promise<Server> {
     // Paused: adoptWithReadBuffer moves the connection to a socket that reads into a reused buffer.
-    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.#onConnection(socket));
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.#onConnection(socket, transport));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.once("listening", () => {
@@ -166,7 +178,7 @@ export class NbdServer {
     return server;
   }
 
-  #onConnection(accepted: Socket): void {
+  #onConnection(accepted: Socket, transport: ListenAddress["kind"]): void {
     const limit = this.#options.connectionsMax ?? connectionsMaxDefault;
     if (this.#closing !== undefined || this.#sessions.size >= limit) {
       this.#logger.warn({ connections: this.#sessions.size, limit }, this.#closing ? "refused: shutting down" : "refused: too many connections");
@@ -174,6 +186,7 @@ export class NbdServer {
       accepted.destroy();
       return;
     }
+    const sendBufferBytes = transport === "unix" ? this.#enlargeSendBuffer(accepted) : undefined;
     // The socket exists before its session; its first read comes in a later turn.
     const receiver: { session?: Session } = {};
     const { socket, reusedReadBuffer } = adoptWithReadBuffer(accepted, Buffer.allocUnsafeSlow(socketReadBufferBytes), (bytes) => receiver.session?.receive(bytes));
@@ -187,7 +200,29 @@ export class NbdServer {
     });
     receiver.session = session;
     this.#sessions.add(session);
+    if (sendBufferBytes !== undefined) this.#sendBuffers.set(session, sendBufferBytes);
     void session.closed.then(() => this.#sessions.delete(session));
+  }
+
+  /** The kernel send buffer granted, or undefined (kernel default); says once per server why it is not what was asked. */
+  #enlargeSendBuffer(socket: Socket): number | undefined {
+    const bytes = this.#options.unixSendBufferBytes ?? unixSendBufferBytesDefault;
+    if (bytes === 0) return undefined;
+    const result = setSendBuffer(socket, bytes);
+    if (!result.ok) {
+      this.#noteSendBuffer({ reason: result.reason }, "unix connections keep the kernel's default send buffer: large reads are slower");
+      return undefined;
+    }
+    if (result.bytes < bytes) {
+      this.#noteSendBuffer({ askedBytes: bytes, grantedBytes: result.bytes }, "send buffer capped by net.core.wmem_max: raise it, or serve with CAP_NET_ADMIN");
+    }
+    return result.bytes;
+  }
+
+  #noteSendBuffer(fields: Record<string, unknown>, message: string): void {
+    if (this.#sendBufferNoted) return;
+    this.#sendBufferNoted = true;
+    this.#logger.info(fields, message);
   }
 }
 

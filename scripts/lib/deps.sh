@@ -65,3 +65,24 @@ ensure_npm_dependencies() {
   fi
   npm_install_locked
 }
+
+# node_gyp_rebuild DIR WHO: builds the Node-API addon in DIR with the node-gyp inside npm.
+# Node-API is ABI-stable, so any installed headers with node_api.h will do; the running
+# Node's own are preferred. Without any, node-gyp downloads the headers of the running Node.
+node_gyp_rebuild() {
+  local dir="$1" who="$2" npm_dir node_prefix candidate
+  npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
+  local node_gyp=(node "$npm_dir/node_modules/node-gyp/bin/node-gyp.js")
+  [ -f "$npm_dir/node_modules/node-gyp/bin/node-gyp.js" ] || node_gyp=(npm exec --yes -- node-gyp)
+  node_prefix="$(dirname "$(dirname "$(node -p process.execPath)")")"
+  local nodedir_args=()
+  for candidate in "$node_prefix" "$node_prefix"/node_modules/node-*/ /usr/local /usr; do
+    candidate="${candidate%/}"
+    if [ -f "$candidate/include/node/node_api.h" ]; then
+      nodedir_args=(--nodedir="$candidate")
+      break
+    fi
+  done
+  echo "$who: node-gyp rebuild in $dir ${nodedir_args[*]}" >&2
+  "${node_gyp[@]}" rebuild --directory "$dir" "${nodedir_args[@]}" --loglevel=warn
+}
