@@ -5,9 +5,17 @@
 // - in a checkout (or `npm link`ed): run cli/okeanos.ts itself, so it is never stale.
 // cli/README.md explains the choice.
 import { existsSync } from "node:fs";
+import { enableCompileCache } from "node:module";
 import { sep } from "node:path";
 import process from "node:process";
 import { URL } from "node:url";
+
+// Before anything TypeScript is imported: a .ts module loaded with the cache off is
+// type-stripped by amaro, whose own loading costs ~0.13 s of a ~0.45 s command; with the
+// cache on, cli/okeanos.ts and everything it imports come stripped from the cache and amaro
+// is never loaded (bench/RESULTS.md, RADOS run 5). cli/okeanos.ts enables it too, for
+// `node cli/okeanos.ts`, but only after itself has been stripped.
+enableCompileCache();
 
 const installed = import.meta.dirname.split(sep).includes("node_modules");
 const entry = new URL(installed ? "../dist/cli/okeanos.js" : "../cli/okeanos.ts", import.meta.url);

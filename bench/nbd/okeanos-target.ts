@@ -19,7 +19,8 @@ import { prefill } from "./fio.ts";
 import { run } from "./processes.ts";
 import { NbdTarget, type TargetLayout } from "./targets.ts";
 
-export const okeanosCliPath = fileURLToPath(new URL("../../cli/okeanos.ts", import.meta.url));
+/** The `okeanos` bin users run (npx okeanos, or installed): it enables the compile cache before any TypeScript loads. */
+export const okeanosCliPath = fileURLToPath(new URL("../../bin/okeanos.js", import.meta.url));
 
 const volumeName = "bench";
 
