@@ -1,7 +1,7 @@
 /**
  * unplugDisk's conversation with QEMU, against a scripted monitor: it asks again while the
  * guest keeps the device, gives up with EHYPERVISOR naming how often it asked, and deletes the
- * block node only once the device is gone. hotplug.test.ts does the same with a real guest.
+ * block node only once the device is gone (retrying while QEMU still holds it). hotplug.test.ts does the same with a real guest.
  */
 import { describe, expect, it } from "vitest";
 import { isComputeError } from "../errors.ts";
@@ -10,12 +10,17 @@ import { attachedDiskNames, unplugDisk, type QmpCall } from "./disks.ts";
 const diskId = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 const { nodeName, deviceId } = attachedDiskNames(diskId);
 
-/** A monitor whose guest releases the device after `releaseAfterRequests` device_del requests (never if undefined). */
-function scriptedMonitor(releaseAfterRequests: number | undefined, options: { deviceThere?: boolean } = {}) {
+/**
+ * A monitor whose guest releases the device after `releaseAfterRequests` device_del requests
+ * (never if undefined), and whose block node stays in use for `nodeHeldDeletes` blockdev-dels
+ * after that (Infinity: for ever).
+ */
+function scriptedMonitor(releaseAfterRequests: number | undefined, options: { deviceThere?: boolean; nodeHeldDeletes?: number } = {}) {
   const calls: string[] = [];
   let deviceThere = options.deviceThere ?? true;
   let nodeThere = true;
   let requests = 0;
+  let heldDeletes = options.nodeHeldDeletes ?? 0;
   const qmp = (async (command: string, args?: Record<string, unknown>) => {
     calls.push(command);
     switch (command) {
@@ -32,6 +37,10 @@ function scriptedMonitor(releaseAfterRequests: number | undefined, options: { de
       case "blockdev-del":
         expect(deviceThere).toBe(false);
         expect(args).toEqual({ "node-name": nodeName });
+        if (heldDeletes > 0) {
+          heldDeletes -= 1;
+          throw new Error(`QMP blockdev-del failed: GenericError: Node ${nodeName} is in use`);
+        }
         nodeThere = false;
         return {};
       default:
@@ -64,6 +73,21 @@ describe("unplugDisk", () => {
     expect(requests).toBeGreaterThanOrEqual(3);
     expect(requests).toBe(monitor.requests());
     expect(monitor.calls).not.toContain("blockdev-del");
+    expect(monitor.nodeThere()).toBe(true);
+  });
+
+  it("deletes the node once QEMU lets go of it, when the device left first", async () => {
+    const monitor = scriptedMonitor(1, { nodeHeldDeletes: 3 });
+    await unplugDisk(monitor.qmp, diskId, { timeoutMs: 5_000, retryMs: 1_000 });
+    expect(monitor.calls.filter((call) => call === "blockdev-del")).toHaveLength(4);
+    expect(monitor.nodeThere()).toBe(false);
+  });
+
+  it("a node held past its patience fails with QEMU's error, and the node stays", async () => {
+    const monitor = scriptedMonitor(1, { nodeHeldDeletes: Infinity });
+    const error = await unplugDisk(monitor.qmp, diskId, { timeoutMs: 5_000, retryMs: 1_000, nodeReleaseTimeoutMs: 300 }).catch((caught: unknown) => caught);
+    expect(String(error)).toMatch(/is in use/);
+    expect(monitor.calls.filter((call) => call === "blockdev-del").length).toBeGreaterThanOrEqual(2);
     expect(monitor.nodeThere()).toBe(true);
   });
 

@@ -131,7 +131,16 @@ export interface UnplugPatience {
   timeoutMs: number;
   /** Between two `device_del` requests while the device is still there. */
   retryMs: number;
+  /** How long blockdev-del may find the node still in use once the device is gone (default nodeReleaseTimeoutMsDefault). */
+  nodeReleaseTimeoutMs?: number;
 }
+
+/**
+ * QEMU can list a device as gone (qom-list) a moment before it lets go of the device's block
+ * node: blockdev-del then fails with "Node … is in use" (seen in CI under load, both hot-plug
+ * tests at once). The node is retried for this long before that error stands.
+ */
+export const nodeReleaseTimeoutMsDefault = 10_000;
 
 /**
  * Unplugs the disk `diskId`: device_del, then waits for the guest to release the device, then
@@ -162,7 +171,21 @@ export async function unplugDisk(qmp: QmpCall, diskId: string, patience: UnplugP
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(unplugPollMs, patience.retryMs)));
   }
-  if (await hasNode(qmp, nodeName)) await qmp("blockdev-del", { "node-name": nodeName });
+  await deleteNodeOnceReleased(qmp, nodeName, patience.nodeReleaseTimeoutMs ?? nodeReleaseTimeoutMsDefault);
+}
+
+/** blockdev-del of `nodeName` (if it is there), retried while QEMU still holds it for a device just removed. */
+async function deleteNodeOnceReleased(qmp: QmpCall, nodeName: string, timeoutMs: number): Promise<void> {
+  const started = performance.now();
+  while (await hasNode(qmp, nodeName)) {
+    try {
+      await qmp("blockdev-del", { "node-name": nodeName });
+      return;
+    } catch (error) {
+      if (!/is in use/i.test(String(error)) || performance.now() - started >= timeoutMs) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, unplugPollMs / 2));
+  }
 }
 
 async function hasNode(qmp: QmpCall, nodeName: string): Promise<boolean> {
