@@ -1,5 +1,5 @@
 /**
- * The CLI as users and scripts meet it: real `node cli/okeanos.ts` processes against a
+ * The CLI as users and scripts meet it: real `node bin/okeanos.js` processes against a
  * file store in a temporary directory.
  */
 import { randomBytes } from "node:crypto";
@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../engine/engine.ts";
 import { openObjectStore } from "../engine/blocker/open-store.ts";
 import { cliFor, ok, okJson, runCli, type CliResult } from "./testing/run-cli.ts";
-import { commandNamed } from "./main.ts";
+import { asksForVersionOnly, commandNamed } from "./main.ts";
 
 const blockSizeBytes = 64 * 1024;
 
@@ -352,5 +352,13 @@ describe("commandNamed: which command module main loads", () => {
     expect(commandNamed(["--help"])).toBeUndefined();
     expect(commandNamed(["volum", "list"])).toBeUndefined();
     expect(commandNamed(["--store", "volume"])).toBeUndefined();
+  });
+
+  it("loads none for --version alone (but all for help, and the command's for its own)", () => {
+    expect(asksForVersionOnly(["--version"])).toBe(true);
+    expect(asksForVersionOnly(["--store", "file:/x", "-V"])).toBe(true);
+    expect(asksForVersionOnly(["--version", "--help"])).toBe(false);
+    expect(asksForVersionOnly(["volume", "--version"])).toBe(false);
+    expect(asksForVersionOnly([])).toBe(false);
   });
 });

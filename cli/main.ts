@@ -50,10 +50,16 @@ export function commandNamed(args: readonly string[]): string | undefined {
   return undefined;
 }
 
-/** The program with every command, or only the one `args` runs. */
+/** `okeanos --version` (no command, no help asked): prints the version and needs no command's module. */
+export function asksForVersionOnly(args: readonly string[]): boolean {
+  return commandNamed(args) === undefined && args.some((arg) => arg === "-V" || arg === "--version") && !args.some((arg) => arg === "-h" || arg === "--help");
+}
+
+/** The program with every command, or only the one `args` runs (none for --version). */
 export async function buildProgram(args?: readonly string[]): Promise<Command> {
   const only = args === undefined ? undefined : commandNamed(args);
-  const registers = await Promise.all(commandModules.filter(([name]) => only === undefined || name === only).map(([, load]) => load()));
+  const none = args !== undefined && asksForVersionOnly(args);
+  const registers = await Promise.all(commandModules.filter(([name]) => !none && (only === undefined || name === only)).map(([, load]) => load()));
   const program = new Command("okeanos")
     .description("storage-first IaaS: volumes of fixed-size blocks with copy-on-write snapshots and clones")
     .version(packageVersion(), "-V, --version", "print the version")

@@ -7,8 +7,8 @@
  *   thrown error ──► exitCodeOf(error) ──► `okeanos: <message>` on stderr
  */
 import { CommanderError } from "commander";
+import { createRequire } from "node:module";
 import Table from "cli-table3";
-import cliProgress from "cli-progress";
 import { isComputeError, type ComputeErrorCode } from "../compute/errors.ts";
 import { isDbError, type DbErrorCode } from "../db/errors.ts";
 import { isEngineError, type EngineErrorCode } from "../engine/errors.ts";
@@ -73,6 +73,9 @@ const noProgress: Progress = { update() {}, stop() {} };
  */
 export function progressBar(label: string, total: number, unit: "bytes" | "blocks"): Progress {
   if (process.stderr.isTTY !== true || total <= 0) return noProgress;
+  // Loaded on first use: only a terminal gets a bar, and cli-progress' ~17 modules would
+  // cost every short command 25–50 ms of start-up.
+  const cliProgress = createRequire(import.meta.url)("cli-progress") as typeof import("cli-progress");
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

@@ -12,7 +12,11 @@
  * its fields is trusted.
  */
 import { crc32 } from "node:zlib";
-import { pack, unpack } from "msgpackr";
+// The subpaths are msgpackr's plain JavaScript: its main entry also loads msgpackr-extract, a
+// native string decoder that only pays off on large string-heavy messages and costs every
+// process 50–70 ms to load; these objects are a few hundred bytes. Same bytes either way.
+import { pack } from "msgpackr/pack";
+import { unpack } from "msgpackr/unpack";
 import { EngineError } from "../errors.ts";
 
 const preambleBytes = 20;
