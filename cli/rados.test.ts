@@ -1,5 +1,5 @@
 /**
- * The CLI on a rados: store, as real `node cli/okeanos.ts` processes against the test
+ * The CLI on a rados: store, as real `node bin/okeanos.js` processes against the test
  * cluster (engine/blocker/rados/testing: started when CI=true or OKEANOS_TEST_CEPH=1, else
  * skipped loudly): `store init --store rados:POOL/NS --ceph-conf PATH`, the everyday
  * commands through $OKEANOS_STORE and $CEPH_CONF, `okeanos serve` with NBD, and

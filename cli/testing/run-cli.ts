@@ -1,11 +1,11 @@
 /**
- * Runs the real CLI as a child process (`node cli/okeanos.ts …`), as a user or a script
- * would, and collects its exit code and output.
+ * Runs the real CLI as a child process (`node bin/okeanos.js …`: the package's bin, what
+ * `npx okeanos` runs), as a user or a script would, and collects its exit code and output.
  */
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 
-export const cliEntry = join(import.meta.dirname, "..", "okeanos.ts");
+export const cliEntry = join(import.meta.dirname, "..", "..", "bin", "okeanos.js");
 
 export interface CliResult {
   code: number;

@@ -31,7 +31,7 @@ const volumeBytes = 8 * MiB;
 /** The writer cycles over 128 chunks of 16 KiB (2 MiB, 4 chunks per block), so every round overwrites the last. */
 const chunkBytes = 16 * KiB;
 const chunks = 128;
-const cliEntry = join(import.meta.dirname, "..", "..", "cli", "okeanos.ts");
+const cliEntry = join(import.meta.dirname, "..", "..", "bin", "okeanos.js");
 /** nbdsh is `python3 -m nbd`: the python3 that has python3-libnbd is Debian's own. */
 const nbdshEnv = { PATH: `/usr/bin:${process.env["PATH"] ?? ""}` };
 

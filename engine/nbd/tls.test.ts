@@ -377,7 +377,7 @@ describe.skipIf(!clientsAvailable)("real clients over TLS", () => {
 });
 
 describe.skipIf(!clientsAvailable)("okeanos nbd serve --tls", () => {
-  const entry = join(import.meta.dirname, "..", "..", "cli", "okeanos.ts");
+  const entry = join(import.meta.dirname, "..", "..", "bin", "okeanos.js");
   const serve = (...args: string[]) => spawn(process.execPath, [entry, "--store", `file:${join(dir, "store")}`, "nbd", "serve", ...args], { stdio: ["ignore", "pipe", "pipe"] });
 
   it("serves with qemu's certificate directory until SIGTERM", async () => {

@@ -403,7 +403,7 @@ os.kill(os.getpid(), signal.SIGKILL)
   describe.skipIf(!available)("okeanos nbd serve", () => {
     it("serves until SIGTERM, then flushes, unlocks and exits 0", async () => {
       const cliSocket = join(dir, "cli.sock");
-      const entry = join(import.meta.dirname, "..", "..", "cli", "okeanos.ts");
+      const entry = join(import.meta.dirname, "..", "..", "bin", "okeanos.js");
       const child = spawn(process.execPath, [entry, ...store.cliArgs(dir), "nbd", "serve", "cli-vol", "--socket", cliSocket], {
         stdio: ["ignore", "pipe", "pipe"],
       });
