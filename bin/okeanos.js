@@ -13,7 +13,7 @@ import { URL } from "node:url";
 // Before anything TypeScript is imported: a .ts module loaded with the cache off is
 // type-stripped by amaro, whose own loading costs ~0.13 s of a ~0.45 s command; with the
 // cache on, cli/okeanos.ts and everything it imports come stripped from the cache and amaro
-// is never loaded (bench/RESULTS.md, RADOS run 5). cli/okeanos.ts enables it too, for
+// is never loaded (bench/RESULTS.md, RADOS run 6). cli/okeanos.ts enables it too, for
 // `node cli/okeanos.ts`, but only after itself has been stripped.
 enableCompileCache();
 
