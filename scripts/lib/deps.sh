@@ -41,9 +41,16 @@ ensure_node() {
   node_is_recent && return 0
   command -v npm >/dev/null 2>&1 || ensure_debian_packages nodejs npm
   echo "okeanos: installing Node.js 24 into /usr/local (found: $(node --version 2>/dev/null || echo none))" >&2
-  # node@24 fetches its binary in a preinstall script: allow it (npm 11 asks; older npm ignores the flag).
-  as_root npm install --global --prefix /usr/local --no-audit --no-fund --allow-scripts=node node@24
+  # node@24 fetches its binary in a preinstall script. npm 11.19 runs it with a warning, but
+  # refuses `--allow-scripts=node` there: the flag reaches the script's own nested, project-
+  # scoped npm install, which fails with EALLOWSCRIPTS. So plain first; the flag only if an
+  # npm that blocks unlisted scripts left no new node behind.
+  as_root npm install --global --prefix /usr/local --no-audit --no-fund node@24 || true
   hash -r
+  if ! node_is_recent; then
+    as_root npm install --global --prefix /usr/local --no-audit --no-fund --allow-scripts=node node@24
+    hash -r
+  fi
   if ! node_is_recent; then
     echo "okeanos: still no Node.js >= $node_version_min on PATH (node is $(command -v node || echo missing))" >&2
     return 1
