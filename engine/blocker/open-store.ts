@@ -10,15 +10,16 @@
  *
  * A rados store connects with OpenObjectStoreOptions.rados (cephConf, cephId, keyring),
  * else $CEPH_CONF and $CEPH_ID, else Ceph's defaults (/etc/ceph/ceph.conf, client.admin).
+ *
+ * Each backend's module is imported when a URI names it: a command on a rados store does not
+ * parse the file backend, nor one on a file store the rados one (~10 and ~15 ms of a CLI
+ * command's start-up on the benchmark machine, bench/RESULTS.md "RADOS run 8").
  */
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EngineError } from "../errors.ts";
-import { FileObjectStore } from "./file.ts";
-import { MemoryObjectStore } from "./memory.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { RadosObjectStore } from "./rados/rados.ts";
 
 export const storeSchemes = ["file", "memory", "rados"] as const;
 
@@ -52,8 +53,10 @@ export async function openObjectStore(uri: string, options: OpenObjectStoreOptio
   switch (scheme) {
     case "file":
       return openFileStore(rest.startsWith("//") ? fileUrlPath(uri) : rest, options);
-    case "memory":
+    case "memory": {
+      const { MemoryObjectStore } = await import("./memory.ts");
       return new MemoryObjectStore(rest === "" ? "memory" : rest);
+    }
     case "rados":
       return openRadosStore(rest, uri, options.rados ?? {});
     default:
@@ -69,6 +72,7 @@ async function openFileStore(path: string, options: OpenObjectStoreOptions): Pro
     if (found === undefined) throw new EngineError("ENO_STORE", `no store at file:${dir}: run \`okeanos store init\` first`);
     if (!found.isDirectory()) throw new EngineError("EINVALID", `store path ${dir} is not a directory`);
   }
+  const { FileObjectStore } = await import("./file.ts");
   return FileObjectStore.open(dir);
 }
 
@@ -82,6 +86,7 @@ async function openRadosStore(rest: string, uri: string, options: RadosConnectOp
   const namespace = slash === -1 ? "" : rest.slice(slash + 1);
   if (pool === "") throw new EngineError("EINVALID", `a rados store needs a pool: rados:POOL or rados:POOL/NAMESPACE (got ${uri})`);
   if (slash !== -1 && namespace === "") throw new EngineError("EINVALID", `empty RADOS namespace in ${uri}: use rados:${pool}`);
+  const { RadosObjectStore } = await import("./rados/rados.ts");
   return RadosObjectStore.open({ pool, namespace, cephConf: options.cephConf, cephId: options.cephId, keyring: options.keyring });
 }
 
