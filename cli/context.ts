@@ -5,6 +5,7 @@ import { InvalidArgumentError, type Command } from "commander";
 import { Engine } from "../engine/engine.ts";
 import { openObjectStore, type RadosConnectOptions } from "../engine/blocker/open-store.ts";
 import type { ObjectStore } from "../engine/blocker/object-store.ts";
+import { takeEarlyStore } from "./early-store.ts";
 import { printReport, type Report } from "./output.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
@@ -26,9 +27,12 @@ export function globalOptions(command: Command): GlobalOptions {
   };
 }
 
-/** The global options' store, opened (`create`: a file store's directory may be made, for `store init`). */
+/**
+ * The global options' store, opened (`create`: a file store's directory may be made, for
+ * `store init`); a rados: store's connection may have been started already (early-store.ts).
+ */
 export function openStore(options: GlobalOptions, open: { create?: boolean } = {}): Promise<ObjectStore> {
-  return openObjectStore(options.store, { ...open, rados: options.rados });
+  return takeEarlyStore(options.store, options.rados) ?? openObjectStore(options.store, { ...open, rados: options.rados });
 }
 
 /** Opens the store's engine, runs `action`, closes the engine whatever happens. */

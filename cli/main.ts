@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { storeUriDefault } from "./context.ts";
+import { scanArgs } from "./early-store.ts";
 import { errorLines, exitCodeOf, exitCodes } from "./output.ts";
 
 type Register = (program: Command) => void;
@@ -30,24 +31,13 @@ const commandModules: ReadonlyArray<readonly [string, () => Promise<Register>]> 
   ["server", async () => (await import("./commands/server.ts")).registerServerCommands],
 ];
 
-/** The program's global options that take a value (the rest are flags). */
-const globalOptionsWithValue = new Set(["--store", "--ceph-conf", "--ceph-id"]);
-
 /**
  * The command the arguments name, when it is one of ours; otherwise (help, a typo that
  * deserves a suggestion, no command at all) undefined, and every command is loaded.
  */
 export function commandNamed(args: readonly string[]): string | undefined {
-  for (let index = 0; index < args.length; index++) {
-    const arg = args[index]!;
-    if (arg === "--") return undefined;
-    if (arg.startsWith("-")) {
-      if (globalOptionsWithValue.has(arg)) index++;
-      continue;
-    }
-    return commandModules.some(([name]) => name === arg) ? arg : undefined;
-  }
-  return undefined;
+  const { firstWord } = scanArgs(args);
+  return commandModules.some(([name]) => name === firstWord) ? firstWord : undefined;
 }
 
 /** `okeanos --version` (no command, no help asked): prints the version and needs no command's module. */

@@ -14,5 +14,13 @@ enableCompileCache();
 // and an NBD server keeps many reads in flight, so give it 16 (read when the pool first
 // starts, which is after this line: nothing above touched it).
 process.env["UV_THREADPOOL_SIZE"] ??= "16";
+const args = process.argv.slice(2);
+// A rados: store starts connecting now, while the command's modules load (early-store.ts).
+const { openStoreEarly, closeUntakenStore, exitAtOnce } = await import("./early-store.ts");
+await openStoreEarly(args);
 const { main } = await import("./main.ts");
-process.exitCode = await main(process.argv.slice(2));
+const exitCode = await main(args);
+// An early connection the command never took, still waiting for a cluster that does not
+// answer, would hold the process until librados' mount timeout: exit at once instead.
+if ((await closeUntakenStore()) === "pending") await exitAtOnce(exitCode);
+process.exitCode = exitCode;

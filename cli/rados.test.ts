@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeRados, testNamespace, type RadosTarget } from "../engine/blocker/rados/testing/target.ts";
@@ -149,6 +150,27 @@ describeRados("the CLI on a rados store", (target) => {
       holder.kill("SIGKILL");
     }
   }, 60_000);
+});
+
+describeRados("the CLI's early connection to a cluster that does not answer", () => {
+  let silent: Server;
+  beforeAll(async () => {
+    // Accepts connections and says nothing: librados waits for the monitor's banner.
+    silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  });
+  afterAll(() => {
+    silent.close();
+  });
+
+  it("does not hold a command that fails before opening the store (a usage error) until the 30 s mount timeout", async () => {
+    const conf = join(dir, "silent.conf");
+    await writeFile(conf, `[global]\nmon_host = v1:127.0.0.1:${(silent.address() as AddressInfo).port}\n`);
+    // The store connects early (cli/early-store.ts); the command is then refused by commander.
+    const refused = await runCli(["--store", "rados:nowhere", "--ceph-conf", conf, "volume", "frobnicate"], { timeoutMs: 20_000 });
+    expect(refused.code).toBe(2); // usage
+    expect(refused.stderr).toMatch(/unknown command/);
+  }, 30_000);
 });
 
 describe("volume unlock on a file store", () => {

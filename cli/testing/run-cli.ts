@@ -16,6 +16,8 @@ export interface CliResult {
 export interface RunOptions {
   cwd?: string;
   env?: Record<string, string | undefined>;
+  /** Kill the child after this long, and reject (a hang is a failure, not a result). */
+  timeoutMs?: number;
 }
 
 /** Runs `command …args` (no shell); resolves whatever the exit code. */
@@ -24,7 +26,7 @@ export function runCommand(command: string, args: readonly string[], options: Ru
     execFile(
       command,
       [...args],
-      { cwd: options.cwd, env: { ...process.env, OKEANOS_STORE: undefined, OKEANOS_DEBUG: undefined, ...options.env }, maxBuffer: 64 * 1024 * 1024 },
+      { cwd: options.cwd, timeout: options.timeoutMs ?? 0, env: { ...process.env, OKEANOS_STORE: undefined, OKEANOS_DEBUG: undefined, ...options.env }, maxBuffer: 64 * 1024 * 1024 },
       (error, stdout, stderr) => {
         if (error !== null && typeof error.code !== "number") {
           reject(error);

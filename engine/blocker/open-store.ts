@@ -58,7 +58,7 @@ export async function openObjectStore(uri: string, options: OpenObjectStoreOptio
       return new MemoryObjectStore(rest === "" ? "memory" : rest);
     }
     case "rados":
-      return openRadosStore(rest, uri, options.rados ?? {});
+      return openRadosStore(uri, options.rados ?? {});
     default:
       throw new EngineError("EINVALID", `unknown store scheme ${JSON.stringify(`${scheme}:`)} in ${uri}: use ${storeSchemes.map((s) => `${s}:`).join(", ")} or a path`);
   }
@@ -80,14 +80,28 @@ async function openFileStore(path: string, options: OpenObjectStoreOptions): Pro
  * rados:POOL or rados:POOL/NAMESPACE. The pool must exist: pools are the cluster
  * administrator's (placement groups, replication, quotas), so `store init` creates none.
  */
-async function openRadosStore(rest: string, uri: string, options: RadosConnectOptions): Promise<ObjectStore> {
+async function openRadosStore(uri: string, options: RadosConnectOptions): Promise<ObjectStore> {
+  const target = radosStoreTarget(uri, options);
+  const { RadosObjectStore } = await import("./rados/rados.ts");
+  return RadosObjectStore.open(target);
+}
+
+/** What a rados: URI names, with how to connect: the options for RadosObjectStore.open. */
+export function radosStoreTarget(uri: string, options: RadosConnectOptions): RadosStoreTarget {
+  const match = schemePattern.exec(uri);
+  if (match === null || (match[1] as string).toLowerCase() !== "rados") throw new EngineError("EINVALID", `not a rados store: ${uri}`);
+  const rest = uri.slice(match[0].length);
   const slash = rest.indexOf("/");
   const pool = slash === -1 ? rest : rest.slice(0, slash);
   const namespace = slash === -1 ? "" : rest.slice(slash + 1);
   if (pool === "") throw new EngineError("EINVALID", `a rados store needs a pool: rados:POOL or rados:POOL/NAMESPACE (got ${uri})`);
   if (slash !== -1 && namespace === "") throw new EngineError("EINVALID", `empty RADOS namespace in ${uri}: use rados:${pool}`);
-  const { RadosObjectStore } = await import("./rados/rados.ts");
-  return RadosObjectStore.open({ pool, namespace, cephConf: options.cephConf, cephId: options.cephId, keyring: options.keyring });
+  return { pool, namespace, cephConf: options.cephConf, cephId: options.cephId, keyring: options.keyring };
+}
+
+export interface RadosStoreTarget extends RadosConnectOptions {
+  pool: string;
+  namespace: string;
 }
 
 function fileUrlPath(uri: string): string {

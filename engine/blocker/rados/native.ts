@@ -104,6 +104,11 @@ export interface RadosAddon {
   libradosVersion: string;
   /** glibc's mallopt(M_MMAP_THRESHOLD), mallopt(M_TRIM_THRESHOLD); false if not applied (not glibc). Absent in addons built before it. */
   tuneMalloc?(mmapThresholdBytes: number, trimThresholdBytes: number): boolean;
+  /**
+   * _exit(code): ends the process without running exit handlers, one of which (libuv's)
+   * waits for a connect still in progress on the thread pool. Absent in older builds.
+   */
+  exitNow?(code: number): never;
 }
 
 /** What librados rejects with: an Error with the positive errno and the operation. */

@@ -9,6 +9,7 @@
 //
 //   connect({conf?, id?, keyring?, options?})     → Promise<Cluster>
 //   tuneMalloc(mmapThreshold, trimThreshold)      → boolean (glibc's mallopt)
+//   exitNow(code)                                 → never returns (_exit)
 //   Cluster.openPool(pool, namespace)             → Promise<Pool>
 //   Cluster.confGet(key) → string, instanceId() → number, address() → string
 //   Cluster.blocklist(address, seconds)           → Promise<void>
@@ -23,6 +24,8 @@
 // Error carrying `errno` (positive, as in errno.h) and `op`.
 #include <napi.h>
 #include <rados/librados.h>
+
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -730,6 +733,13 @@ Napi::Value TuneMalloc(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// Ends the process at once, skipping atexit handlers and static destructors. Among those is
+// libuv's, which joins its thread pool: a connect still waiting there for monitors that do
+// not answer would hold an exiting process until client_mount_timeout.
+Napi::Value ExitNow(const Napi::CallbackInfo& info) {
+  _exit(info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new InstanceData();
   data->clusterConstructor = Napi::Persistent(Cluster::Define(env));
@@ -737,6 +747,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(data);
   exports.Set("connect", Napi::Function::New(env, Connect, "connect"));
   exports.Set("tuneMalloc", Napi::Function::New(env, TuneMalloc, "tuneMalloc"));
+  exports.Set("exitNow", Napi::Function::New(env, ExitNow, "exitNow"));
   int major = 0;
   int minor = 0;
   int extra = 0;
