@@ -149,14 +149,17 @@ describe.runIf(built)("the server's unix-socket connections", () => {
 
 describe("a server without the addon", () => {
   it("serves on the kernel's default buffer and says once why", async () => {
+    // The engine and its store first, from this file's modules: after resetModules the store's
+    // backend (imported by open-store.ts when first needed) would be a second copy of it, whose
+    // EngineErrors the engine's older copy does not recognise.
+    const storeDir = join(dir, "store-missing");
+    const engine = await Engine.init(await openObjectStore(`file:${storeDir}`, { create: true }), { blockSizeBytes: 64 * 1024 });
+    await engine.createVolume("vm", MiB);
     vi.stubEnv("OKEANOS_NBD_ADDON", join(dir, "missing.node"));
     vi.resetModules();
     try {
       const { NbdServer: FreshServer } = await import("./server.ts");
       const { logger, lines } = recordingLogger();
-      const storeDir = join(dir, "store-missing");
-      const engine = await Engine.init(await openObjectStore(`file:${storeDir}`, { create: true }), { blockSizeBytes: 64 * 1024 });
-      await engine.createVolume("vm", MiB);
       const socketPath = join(dir, "missing.sock");
       const server = new FreshServer({ engine, exports: "all", socketPath, logger });
       await server.listen();

@@ -10,7 +10,7 @@ import { createContainer, createUser, ensureResources, getCurrent, getQuota, ren
 import { describeEachEngine } from "../../db/testing/databases.ts";
 import { MemoryObjectStore } from "../../engine/blocker/memory.ts";
 import { Engine } from "../../engine/engine.ts";
-import { diskspaceResource } from "./quota.ts";
+import { diskspaceResource, releaseRetryMs, reserveDiskspace } from "./quota.ts";
 import { chargeAfterResize, PithosService, type StoredVersion } from "./service.ts";
 
 const blockSizeBytes = 4096;
@@ -124,6 +124,28 @@ describeEachEngine("pithos: what each version is charged", (databases) => {
     await Promise.all([1, 2, 3, 4, 5, 6].map((n) => put(auto, "raced", Buffer.alloc(n * 1000, n))));
     const current = await getCurrent(db, auto.id, "raced");
     expect(await usage()).toBe(current!.version.chargedBytes);
+  });
+
+  it("a release blocked only by another writer's pending release waits for it instead of being skipped", async () => {
+    const { db, user, usage, auto, put } = await setUp();
+    await put(auto, "v", Buffer.alloc(4000, 1));
+    // Two overwriters of that version each reserve its release (3000 and 2000 bytes smaller);
+    // with both pending, the holding refuses the second (usage 4000 - 3000 - 2000 < 0).
+    const loser = await reserveDiskspace(db, user.uuid, -3000, "test loser");
+    const winner = reserveDiskspace(db, user.uuid, -2000, "test winner");
+    await new Promise((resolve) => setTimeout(resolve, 5 * releaseRetryMs));
+    // The first loses its race (its version write fails) and rejects: the second goes through.
+    await loser.reject();
+    await (await winner).accept();
+    expect(await usage()).toBe(2000);
+  });
+
+  it("a release that usage itself does not cover (drift) is skipped, never failing the write", async () => {
+    const { db, user, usage, auto, put } = await setUp();
+    await put(auto, "v", Buffer.alloc(1000, 1));
+    const skipped = await reserveDiskspace(db, user.uuid, -5000, "test drift");
+    await skipped.accept();
+    expect(await usage()).toBe(1000);
   });
 
   it("a partial update's charge follows the size change and keeps a frozen version's discount", () => {

@@ -22,6 +22,7 @@
  * a release that would take usage below zero is skipped rather than failing the write.
  */
 import { randomUUID } from "node:crypto";
+import { setTimeout } from "node:timers/promises";
 import { acceptCommission, issueCommission, isDbError, rejectCommission, type IssueCommissionInput, type MetadataDatabase } from "../../db/index.ts";
 import { PithosError } from "./wire/errors.ts";
 
@@ -46,23 +47,43 @@ export function chargeIn(account: string, deltaBytes: number, what: string): Iss
   };
 }
 
+/**
+ * How long a release waits for other writers' pending releases to settle when only they
+ * stand in its way (releaseAttemptsMax tries, releaseRetryMs apart): they are concurrent
+ * overwrites between issue and accept (a few queries), or a crashed writer's, which an
+ * administrator resolves.
+ */
+export const releaseAttemptsMax = 50;
+export const releaseRetryMs = 10;
+
 /** Reserves `deltaBytes` (negative releases) of the account's disk space; 413 over the limit. */
 export async function reserveDiskspace(db: MetadataDatabase, account: string, deltaBytes: number, what: string): Promise<Reservation> {
   if (deltaBytes === 0) return nothingReserved;
   let serial: number;
-  try {
-    const commission = await issueCommission(db, {
-      clientKey: `pithos:${randomUUID()}`,
-      name: what.slice(0, 200),
-      provisions: [{ userUuid: account, resource: diskspaceResource, quantity: deltaBytes }],
-      // Releasing space must never fail, even if usage drifted below what we release.
-      force: deltaBytes < 0,
-    });
-    serial = commission.serial;
-  } catch (error) {
-    if (isDbError(error, "EQUOTA_EXCEEDED")) throw new PithosError("ETOO_LARGE", "Upload exceeds quota.", { cause: error });
-    if (isDbError(error, "EQUOTA_NEGATIVE")) return nothingReserved;
-    throw error;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const commission = await issueCommission(db, {
+        clientKey: `pithos:${randomUUID()}`,
+        name: what.slice(0, 200),
+        provisions: [{ userUuid: account, resource: diskspaceResource, quantity: deltaBytes }],
+        // Releasing space must never fail the write, even if usage drifted below what we release.
+        force: deltaBytes < 0,
+      });
+      serial = commission.serial;
+      break;
+    } catch (error) {
+      if (isDbError(error, "EQUOTA_EXCEEDED")) throw new PithosError("ETOO_LARGE", "Upload exceeds quota.", { cause: error });
+      if (!isDbError(error, "EQUOTA_NEGATIVE")) throw error;
+      // The holding refuses a release that, with every pending release accepted, would take
+      // usage below zero. When the committed usage covers ours, what stands in the way is
+      // other writers' pending releases, most of them concurrent overwrites of this very
+      // object that will be rejected when they lose the race: skipping ours then would leave
+      // this version's predecessor charged for ever. So wait for them; skip only a release
+      // that usage itself does not cover (drift), or after releaseAttemptsMax tries.
+      const usage = Number(error.details["usage"]);
+      if (!(usage + deltaBytes >= 0) || attempt >= releaseAttemptsMax) return nothingReserved;
+      await setTimeout(releaseRetryMs);
+    }
   }
   return {
     accept: async () => {
