@@ -20,6 +20,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EngineError } from "../errors.ts";
 import type { ObjectStore } from "./object-store.ts";
+import type { RadosStoreOptions } from "./rados/rados.ts";
 
 export const storeSchemes = ["file", "memory", "rados"] as const;
 
@@ -99,10 +100,8 @@ export function radosStoreTarget(uri: string, options: RadosConnectOptions): Rad
   return { pool, namespace, cephConf: options.cephConf, cephId: options.cephId, keyring: options.keyring };
 }
 
-export interface RadosStoreTarget extends RadosConnectOptions {
-  pool: string;
-  namespace: string;
-}
+/** What open-store.ts decides of a rados store's options: where it is and how to connect. */
+export type RadosStoreTarget = Pick<RadosStoreOptions, "pool" | "namespace" | "cephConf" | "cephId" | "keyring">;
 
 function fileUrlPath(uri: string): string {
   try {
