@@ -6,8 +6,12 @@
  *            fio's own process
  *   okeanos  a volume (4 MiB blocks) in a rados:POOL/NAMESPACE store, served by
  *            `okeanos nbd serve --socket`, driven by fio's `nbd` ioengine (libnbd)
+ *   qemu-nbd (librbd)  a second RBD image like the first, served by `qemu-nbd` through QEMU's
+ *            rbd driver (librbd, cache off) and driven by fio's `nbd` ioengine: the same NBD hop
+ *            as okeanos, done by the usual C server. It prices the hop itself: what any NBD
+ *            server in front of Ceph pays that librbd inside fio does not. fio rows only.
  *
- * Both are prefilled the same way: the working set written once, 1 MiB at a time at QD 8
+ * All are prefilled the same way: the working set written once, 1 MiB at a time at QD 8
  * with fio's random buffers. The jobs, the fio JSON and the snapshot + clone commands are
  * here too; bench/rados.bench.ts runs the rounds and prints the ratios.
  */
@@ -43,16 +47,23 @@ export interface Cluster {
   pool: string;
 }
 
-export interface RadosTarget {
+/** A side of the fio rows. */
+export interface FioTarget {
   readonly name: string;
   /** fio's engine options for this side. */
   readonly fioEngineArgs: string[];
   setUp(): Promise<void>;
+  /** CPU time of this side's NBD server so far (ms), where it has one. */
+  serverCpuMs?(): Promise<number | undefined>;
+  stop(): Promise<void>;
+}
+
+/** A side of the fio rows and of the snapshot + clone rows. */
+export interface RadosTarget extends FioTarget {
   /** Snapshot, then clone, `source` (the benchmarked image) as round `n`: seconds per command. */
   snapshotAndClone(n: number): Promise<Array<{ step: string; seconds: number }>>;
   /** One command that connects and does nothing, for the CLI's start-up cost (seconds). */
   baseline(): Promise<number>;
-  stop(): Promise<void>;
 }
 
 export interface JobOptions {
@@ -192,7 +203,7 @@ export class OkeanosRadosTarget implements RadosTarget {
     }
   }
 
-  async cpuMs(): Promise<number | undefined> {
+  async serverCpuMs(): Promise<number | undefined> {
     return this.#server?.cpuMs();
   }
 
@@ -214,6 +225,68 @@ export class OkeanosRadosTarget implements RadosTarget {
 
   async #cli(...args: string[]): Promise<void> {
     await run(process.execPath, [okeanosCliPath, ...this.#globalArgs(), ...args]);
+  }
+}
+
+/**
+ * `qemu-nbd` serving an RBD image through QEMU's rbd block driver (Debian: qemu-block-extra).
+ * `--cache=none` is what turns librbd's cache off there (QEMU sets rbd_cache from the cache
+ * mode); the image's `conf_rbd_cache=false` says the same, as on the librbd side.
+ */
+export class QemuNbdRbdTarget implements FioTarget {
+  readonly name = "qemu-nbd (librbd)";
+  readonly #cluster: Cluster;
+  readonly #image: string;
+  readonly #sizeBytes: number;
+  readonly #workingSetBytes: number;
+  readonly #dir: string;
+  readonly #socketPath: string;
+  #server: ServerProcess | undefined;
+
+  constructor(cluster: Cluster, dir: string, sizeBytes: number, workingSetBytes: number) {
+    this.#cluster = cluster;
+    this.#image = `bench-qemu-nbd-${process.pid}`;
+    this.#sizeBytes = sizeBytes;
+    this.#workingSetBytes = workingSetBytes;
+    this.#dir = dir;
+    this.#socketPath = join(dir, "qemu-nbd.sock");
+  }
+
+  get fioEngineArgs(): string[] {
+    return ["--ioengine=nbd", `--uri=${nbdUnixUri("bench", this.#socketPath)}`];
+  }
+
+  /** Why this side cannot run here (QEMU without its rbd driver), or undefined; needs the image, so after `createImage`. */
+  async missing(): Promise<string | undefined> {
+    const opened = await run("qemu-img", ["info", "--image-opts", this.#imageOptions()]).catch((error: unknown) => error);
+    return opened instanceof Error ? `qemu-img cannot open an rbd image (Debian: qemu-block-extra): ${opened.message.split("\n")[0]}` : undefined;
+  }
+
+  async createImage(): Promise<void> {
+    const spec = `${this.#cluster.pool}/${this.#image}`;
+    await run("rbd", ["create", "--size", `${this.#sizeBytes / MiB}M`, spec]);
+    await run("rbd", ["image-meta", "set", spec, "conf_rbd_cache", "false"]);
+  }
+
+  async setUp(): Promise<void> {
+    // -t: keep serving between fio's connections; -x: the export name the URI asks for.
+    const args = ["-t", "-x", "bench", "--cache=none", "-k", this.#socketPath, "--image-opts", this.#imageOptions()];
+    this.#server = new ServerProcess("qemu-nbd", args, join(this.#dir, "qemu-nbd.log"));
+    await this.#server.waitUntilServing(this.#socketPath);
+    await prefill(this.fioEngineArgs, this.#workingSetBytes, join(this.#dir, "qemu-nbd-prefill.json"));
+  }
+
+  async serverCpuMs(): Promise<number | undefined> {
+    return this.#server?.cpuMs();
+  }
+
+  async stop(): Promise<void> {
+    await this.#server?.stop();
+  }
+
+  #imageOptions(): string {
+    // QEMU's option syntax doubles a comma inside a value; paths here have none.
+    return `driver=rbd,pool=${this.#cluster.pool},image=${this.#image},conf=${this.#cluster.cephConf},user=admin`;
   }
 }
 

@@ -3,12 +3,15 @@
  *
  *   librbd   fio's `rbd` ioengine on an RBD image (librbd inside fio; cache off)
  *   okeanos  fio's `nbd` ioengine on a volume of a rados: store served by `okeanos nbd serve`
+ *   qemu-nbd (librbd)  fio's `nbd` ioengine on an RBD image served by qemu-nbd (QEMU's rbd
+ *            driver): the NBD hop without okeanos, to price the hop itself. Left out, with a
+ *            message, where QEMU has no rbd driver (Debian: qemu-block-extra). fio rows only.
  *   rows     4 KiB random read and write at QD 1 and 32, 4 MiB sequential read and write at
  *            QD 8 (bench/rados-targets.ts), time-based over a prefilled working set; then
  *            `rbd snap create` + `rbd snap protect` + `rbd clone` against `okeanos volume
  *            snapshot` + `okeanos volume clone` of the same data, as CLI commands
- *   rounds   every round runs every row on both sides, who goes first alternating; ratios
- *            are okeanos ÷ librbd per round (> 1: okeanos faster), summarised as median (min–max)
+ *   rounds   every round runs every row on every side, who goes first rotating; ratios are
+ *            taken per round (> 1: the first named faster), summarised as median (min–max)
  *
  * The cluster is scripts/dev-ceph.sh (one OSD on file-backed BlueStore), started in the run's temp dir and
  * purged at the end; OKEANOS_BENCH_CEPH_CONF=PATH (pool $OKEANOS_CEPH_POOL, default okeanos)
@@ -34,11 +37,12 @@ import { formatBytes, median, printTable, printTitle, round, withTempDir, type B
 import type { FioResult, Workload } from "./nbd/fio.ts";
 import { commandExists, killAllNow, run } from "./nbd/processes.ts";
 import { formatRatio, headline, markdownTable, Results } from "./nbd/report.ts";
-import { MiB, OkeanosRadosTarget, RbdTarget, radosWorkloads, runJob, type Cluster, type RadosTarget } from "./rados-targets.ts";
+import { MiB, OkeanosRadosTarget, QemuNbdRbdTarget, RbdTarget, radosWorkloads, runJob, type Cluster, type FioTarget, type RadosTarget } from "./rados-targets.ts";
 
 const devCeph = join(import.meta.dirname, "..", "scripts", "dev-ceph.sh");
 const ours = "okeanos";
 const peer = "librbd";
+const hop = "qemu-nbd (librbd)";
 
 interface Settings {
   rounds: number;
@@ -128,16 +132,16 @@ async function processCpuMs(pid: number | undefined): Promise<number | undefined
 
 // ── the run ────────────────────────────────────────────────────────────────
 
-interface Side {
-  name: typeof ours | typeof peer;
-  target: RadosTarget;
+interface Side<Target extends FioTarget = FioTarget> {
+  name: typeof ours | typeof peer | typeof hop;
+  target: Target;
 }
 
 interface CpuSamples {
   /** workload → side → OSD CPU µs per request, per round. */
   osd: Map<string, Map<string, number[]>>;
-  /** workload → okeanos server CPU µs per request, per round. */
-  server: Map<string, number[]>;
+  /** workload → side → its NBD server's CPU µs per request, per round. */
+  server: Map<string, Map<string, number[]>>;
 }
 
 async function runGroup(context: BenchContext): Promise<void> {
@@ -154,18 +158,24 @@ async function runGroup(context: BenchContext): Promise<void> {
     process.on("exit", killAllNow);
     let cluster: RunningCluster | undefined;
     let okeanos: OkeanosRadosTarget | undefined;
+    let qemuNbd: QemuNbdRbdTarget | undefined;
     try {
       cluster = await startCluster(settings, dir);
       process.env["CEPH_CONF"] = cluster.cephConf;
       const rbd = new RbdTarget(cluster, dir, settings.imageSizeBytes, settings.workingSetBytes);
       okeanos = new OkeanosRadosTarget(cluster, dir, settings.imageSizeBytes, settings.workingSetBytes);
-      const sides: Side[] = [
+      const snapshotSides: Array<Side<RadosTarget>> = [
         { name: peer, target: rbd },
         { name: ours, target: okeanos },
       ];
+      qemuNbd = new QemuNbdRbdTarget(cluster, dir, settings.imageSizeBytes, settings.workingSetBytes);
+      await qemuNbd.createImage();
+      const withoutHop = await qemuNbd.missing();
+      if (withoutHop !== undefined) console.log(`the ${hop} side is left out: ${withoutHop}`);
+      const sides: Side[] = withoutHop === undefined ? [...snapshotSides, { name: hop, target: qemuNbd }] : snapshotSides;
       console.log(
         `images ${formatBytes(settings.imageSizeBytes)}, working set ${formatBytes(settings.workingSetBytes)} prefilled; ` +
-          `${settings.rounds} round(s) × ${radosWorkloads.length} rows × 2 sides, ${settings.runtimeSeconds} s per job; ${settings.snapshotRounds} snapshot + clone rounds`,
+          `${settings.rounds} round(s) × ${radosWorkloads.length} rows × ${sides.length} sides, ${settings.runtimeSeconds} s per job; ${settings.snapshotRounds} snapshot + clone rounds`,
       );
       for (const side of sides) {
         const startedMs = performance.now();
@@ -174,10 +184,11 @@ async function runGroup(context: BenchContext): Promise<void> {
       }
       const cpu: CpuSamples = { osd: new Map(), server: new Map() };
       const results = await runRounds(sides, settings, dir, cluster, okeanos, cpu);
-      const snapshots = await runSnapshotRounds(sides, settings);
-      await printResults(results, cpu, snapshots, okeanos);
+      const snapshots = await runSnapshotRounds(snapshotSides, settings);
+      await printResults(results, cpu, snapshots, okeanos, sides.length > 2);
     } finally {
       await okeanos?.stop().catch(() => undefined);
+      await qemuNbd?.stop().catch(() => undefined);
       killAllNow();
       process.off("exit", killAllNow);
       if (savedCephConf === undefined) delete process.env["CEPH_CONF"];
@@ -192,7 +203,8 @@ async function runRounds(sides: readonly Side[], settings: Settings, dir: string
   for (let roundIndex = 0; roundIndex < settings.rounds; roundIndex++) {
     console.log(`round ${roundIndex + 1}/${settings.rounds} (load average ${loadavg().map((load) => load.toFixed(2)).join(" ")})`);
     for (const [workloadIndex, workload] of radosWorkloads.entries()) {
-      const order = (roundIndex + workloadIndex) % 2 === 0 ? sides : [...sides].reverse();
+      const first = (roundIndex + workloadIndex) % sides.length;
+      const order = [...sides.slice(first), ...sides.slice(0, first)];
       const cells: string[] = [];
       for (const side of order) {
         const result = await runOne(side, workload, settings, join(dir, `${side.name}-${workload.name}-${roundIndex + 1}.json`), cluster, okeanos, cpu);
@@ -217,18 +229,16 @@ async function runOne(
 ): Promise<FioResult | undefined> {
   try {
     const osdBefore = await processCpuMs(cluster.osdPid);
-    const serverBefore = side.name === ours ? await okeanos.cpuMs() : undefined;
+    const serverBefore = await side.target.serverCpuMs?.();
     const result = await runJob(side.target.fioEngineArgs, workload, { workingSetBytes: settings.workingSetBytes, runtimeSeconds: settings.runtimeSeconds, outputPath });
     const osdAfter = await processCpuMs(cluster.osdPid);
+    const serverAfter = await side.target.serverCpuMs?.();
     if (osdBefore !== undefined && osdAfter !== undefined && result.ios > 0) push(cpu.osd, workload.name, side.name, ((osdAfter - osdBefore) * 1000) / result.ios);
-    if (side.name === ours) {
-      const serverAfter = await okeanos.cpuMs();
-      if (serverBefore !== undefined && serverAfter !== undefined && result.ios > 0) {
-        result.serverCpuUsPerOp = ((serverAfter - serverBefore) * 1000) / result.ios;
-        cpu.server.set(workload.name, [...(cpu.server.get(workload.name) ?? []), result.serverCpuUsPerOp]);
-      }
-      await okeanos.peakRssBytes();
+    if (serverBefore !== undefined && serverAfter !== undefined && result.ios > 0) {
+      result.serverCpuUsPerOp = ((serverAfter - serverBefore) * 1000) / result.ios;
+      push(cpu.server, workload.name, side.name, result.serverCpuUsPerOp);
     }
+    if (side.name === ours) await okeanos.peakRssBytes();
     return result;
   } catch (error) {
     console.log(`  ${side.name} ${workload.name} FAILED: ${String(error)}`);
@@ -246,7 +256,7 @@ function push(map: Map<string, Map<string, number[]>>, workload: string, side: s
 /** step → side → seconds per round ("total": the sum of a side's steps in that round). */
 type SnapshotTimes = Map<string, Map<string, number[]>>;
 
-async function runSnapshotRounds(sides: readonly Side[], settings: Settings): Promise<SnapshotTimes> {
+async function runSnapshotRounds(sides: ReadonlyArray<Side<RadosTarget>>, settings: Settings): Promise<SnapshotTimes> {
   const times: SnapshotTimes = new Map();
   console.log(`snapshot + clone: ${settings.snapshotRounds} rounds (load average ${loadavg().map((load) => load.toFixed(2)).join(" ")})`);
   for (let n = 1; n <= settings.snapshotRounds; n++) {
@@ -272,22 +282,26 @@ const workRow = "work only (librbd: total less start-ups; okeanos: Engine API in
 
 // ── tables ─────────────────────────────────────────────────────────────────
 
-async function printResults(results: Results, cpu: CpuSamples, snapshots: SnapshotTimes, okeanos: OkeanosRadosTarget): Promise<void> {
+async function printResults(results: Results, cpu: CpuSamples, snapshots: SnapshotTimes, okeanos: OkeanosRadosTarget, withHop: boolean): Promise<void> {
   const medianOf = (values: number[] | undefined): number => (values === undefined || values.length === 0 ? Number.NaN : median(values));
+  const sideNames = withHop ? [peer, ours, hop] : [peer, ours];
   const io = radosWorkloads.map((workload) => {
-    const mine = results.medians(workload, ours);
-    const theirs = results.medians(workload, peer);
+    const medians = sideNames.map((name) => results.medians(workload, name));
+    const perSide = (pick: (name: string, index: number) => number): string => sideNames.map((name, index) => round(pick(name, index))).join(" / ");
     return {
       row: workload.name,
-      [peer]: headline(workload, theirs),
-      [ours]: headline(workload, mine),
+      ...Object.fromEntries(sideNames.map((name, index) => [name, headline(workload, medians[index])])),
       [`${ours} ÷ ${peer}`]: formatRatio(results.ratio(workload, ours, peer)),
-      [`p50 µs ${peer} / ${ours}`]: `${round(theirs?.clatP50Us ?? Number.NaN)} / ${round(mine?.clatP50Us ?? Number.NaN)}`,
-      [`OSD CPU µs/op ${peer} / ${ours}`]: `${round(medianOf(cpu.osd.get(workload.name)?.get(peer)))} / ${round(medianOf(cpu.osd.get(workload.name)?.get(ours)))}`,
-      "okeanos server CPU µs/op": round(medianOf(cpu.server.get(workload.name))),
+      ...(withHop ? { [`${hop} ÷ ${peer}`]: formatRatio(results.ratio(workload, hop, peer)), [`${ours} ÷ ${hop}`]: formatRatio(results.ratio(workload, ours, hop)) } : {}),
+      [`p50 µs ${sideNames.join(" / ")}`]: perSide((_, index) => medians[index]?.clatP50Us ?? Number.NaN),
+      [`OSD CPU µs/op ${sideNames.join(" / ")}`]: perSide((name) => medianOf(cpu.osd.get(workload.name)?.get(name))),
+      [`NBD server CPU µs/op ${sideNames.slice(1).join(" / ")}`]: sideNames
+        .slice(1)
+        .map((name) => round(medianOf(cpu.server.get(workload.name)?.get(name))))
+        .join(" / "),
     };
   });
-  printTitle("fio: medians over rounds; ratio = okeanos ÷ librbd per round, median (min–max); > 1: okeanos faster");
+  printTitle("fio: medians over rounds; ratios per round, median (min–max); > 1: the first named faster");
   printTable(io);
   const snapshotRows = [...snapshots].map(([step, bySide]) => {
     const theirs = medianOf(bySide.get(peer));
