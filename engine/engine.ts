@@ -6,30 +6,26 @@
 import { EngineError } from "./errors.ts";
 import type { ObjectStore } from "./blocker/object-store.ts";
 import type { HashAlgorithm, PutBlockResult } from "./blocker/content.ts";
-import { HashPool } from "./blocker/hash-pool.ts";
+import type { HashPool } from "./blocker/hash-pool.ts";
 import { blockCount } from "./mapper/entries.ts";
 import type { DirectoryEntry, MapHeader } from "./mapper/headers.ts";
 import { MapStore } from "./mapper/map-store.ts";
-import { hashMap, type HashProgress, type HashResult } from "./mapper/hash.ts";
-import { diffMaps, type DiffResult } from "./mapper/diff.ts";
-import { collectGarbage, type GcOptions, type GcResult } from "./mapper/gc.ts";
-import { storeStats, type StoreStats } from "./mapper/stats.ts";
+import type { HashProgress, HashResult } from "./mapper/hash.ts";
+import type { DiffResult } from "./mapper/diff.ts";
+import type { GcOptions, GcResult } from "./mapper/gc.ts";
+import type { StoreStats } from "./mapper/stats.ts";
 import { Volume, type VolumeOpenOptions } from "./volume.ts";
-import {
-  copyFile,
-  createFile,
-  fileHashmap,
-  missingBlocks,
-  openFile,
-  storeBlock,
-  writeFile,
-  type CreateFileResult,
-  type FileHashmap,
-  type FileReader,
-  type WriteFileOptions,
-  type WriteFileResult,
-} from "./files.ts";
+import type { CreateFileResult, FileHashmap, FileReader, WriteFileOptions, WriteFileResult } from "./files.ts";
 import type { LockHolder } from "./blocker/object-store.ts";
+
+/**
+ * The modules behind the operations a volume command never uses (files, hashing, diff, gc,
+ * stats, the hash threads) load on their first call: a CLI command is a process of its own,
+ * and these imports (node:stream, node:worker_threads and the rest) were a tenth of a
+ * `volume snapshot`'s start-up. Each loads once; later calls reuse the module.
+ */
+let filesModule: typeof import("./files.ts") | undefined;
+const files = async (): Promise<typeof import("./files.ts")> => (filesModule ??= await import("./files.ts"));
 
 export interface MapInfo {
   header: MapHeader;
@@ -48,8 +44,8 @@ export interface InitOptions {
 
 export class Engine {
   readonly maps: MapStore;
-  /** Hashes file blocks off the event loop; its threads start on first use. */
-  readonly #hashPool = new HashPool();
+  /** Hashes file blocks off the event loop: made on first use, its threads start then too. */
+  #hashPool: Promise<HashPool> | undefined;
 
   private constructor(maps: MapStore) {
     this.maps = maps;
@@ -143,11 +139,13 @@ export class Engine {
     return header;
   }
 
-  hash(name: string, onProgress?: (progress: HashProgress) => void): Promise<HashResult> {
+  async hash(name: string, onProgress?: (progress: HashProgress) => void): Promise<HashResult> {
+    const { hashMap } = await import("./mapper/hash.ts");
     return hashMap(this.maps, name, onProgress);
   }
 
-  diff(nameA: string, nameB: string): Promise<DiffResult> {
+  async diff(nameA: string, nameB: string): Promise<DiffResult> {
+    const { diffMaps } = await import("./mapper/diff.ts");
     return diffMaps(this.maps, nameA, nameB);
   }
 
@@ -163,58 +161,65 @@ export class Engine {
     }
   }
 
-  gc(options: GcOptions = {}): Promise<GcResult> {
+  async gc(options: GcOptions = {}): Promise<GcResult> {
+    const { collectGarbage } = await import("./mapper/gc.ts");
     return collectGarbage(this.maps, options);
   }
 
-  stats(): Promise<StoreStats> {
+  async stats(): Promise<StoreStats> {
+    const { storeStats } = await import("./mapper/stats.ts");
     return storeStats(this.maps);
   }
 
   // ── files (Pithos+ object versions; files.ts) ──────────────────────────────
 
   /** A frozen "file" map of stored blocks; if any are missing, names nothing and lists them. */
-  createFile(name: string, sizeBytes: number, hashes: readonly Buffer[]): Promise<CreateFileResult> {
-    return createFile(this.maps, name, sizeBytes, hashes);
+  async createFile(name: string, sizeBytes: number, hashes: readonly Buffer[]): Promise<CreateFileResult> {
+    return (await files()).createFile(this.maps, name, sizeBytes, hashes);
   }
 
   /** Block hashes and Merkle root of a frozen map whose blocks are all content-addressed. */
-  fileHashmap(name: string): Promise<FileHashmap> {
-    return fileHashmap(this.maps, name);
+  async fileHashmap(name: string): Promise<FileHashmap> {
+    return (await files()).fileHashmap(this.maps, name);
   }
 
   /** A new "file" map naming the same blocks: O(map), no block object created. */
-  copyFile(source: string, dest: string): Promise<MapHeader> {
-    return copyFile(this.maps, source, dest);
+  async copyFile(source: string, dest: string): Promise<MapHeader> {
+    return (await files()).copyFile(this.maps, source, dest);
   }
 
   /** Reads any frozen map (file, snapshot, image) by byte range. */
-  openFile(name: string): Promise<FileReader> {
-    return openFile(this.maps, name);
+  async openFile(name: string): Promise<FileReader> {
+    return (await files()).openFile(this.maps, name);
   }
 
   /** The distinct hashes, in first-appearance order, that name no stored block. */
-  missingBlocks(hashes: readonly Buffer[]): Promise<Buffer[]> {
-    return missingBlocks(this.maps, hashes);
+  async missingBlocks(hashes: readonly Buffer[]): Promise<Buffer[]> {
+    return (await files()).missingBlocks(this.maps, hashes);
   }
 
   /** Stores one block content-addressed, hashing off the event loop; `data` may be detached (files.ts storeBlock). */
-  storeBlock(data: Uint8Array): Promise<PutBlockResult> {
-    return storeBlock(this.maps, this.#hashPool, data);
+  async storeBlock(data: Uint8Array): Promise<PutBlockResult> {
+    return (await files()).storeBlock(this.maps, await this.#hashThreads(), data);
   }
 
   /** Streams `source` into blocks and names a "file" map of them (files.ts writeFile). */
-  writeFile(name: string, source: AsyncIterable<Uint8Array>, options: WriteFileOptions = {}): Promise<WriteFileResult> {
-    return writeFile(this.maps, this.#hashPool, name, source, options);
+  async writeFile(name: string, source: AsyncIterable<Uint8Array>, options: WriteFileOptions = {}): Promise<WriteFileResult> {
+    return (await files()).writeFile(this.maps, await this.#hashThreads(), name, source, options);
   }
 
   async close(): Promise<void> {
     try {
-      await this.#hashPool.close();
+      await (await this.#hashPool)?.close();
       await this.maps.references.close();
     } finally {
       await this.objects.close();
     }
+  }
+
+  #hashThreads(): Promise<HashPool> {
+    this.#hashPool ??= import("./blocker/hash-pool.ts").then(({ HashPool }) => new HashPool());
+    return this.#hashPool;
   }
 
   async #withWritable<T>(name: string, action: (volume: Volume) => Promise<T>): Promise<T> {
