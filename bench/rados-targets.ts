@@ -10,11 +10,15 @@
  *            rbd driver (librbd, cache off) and driven by fio's `nbd` ioengine: the same NBD hop
  *            as okeanos, done by the usual C server. It prices the hop itself: what any NBD
  *            server in front of Ceph pays that librbd inside fio does not. fio rows only.
+ *   nbdkit (librados)  nbdkit with bench/rados-nbdkit-plugin.c: 4 MiB RADOS objects read and
+ *            written with plain librados, nothing else; the smallest NBD server on Ceph we
+ *            could write, with none of okeanos' own work in it. fio rows only.
  *
  * All are prefilled the same way: the working set written once, 1 MiB at a time at QD 8
  * with fio's random buffers. The jobs, the fio JSON and the snapshot + clone commands are
  * here too; bench/rados.bench.ts runs the rounds and prints the ratios.
  */
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Engine } from "../engine/engine.ts";
@@ -287,6 +291,58 @@ export class QemuNbdRbdTarget implements FioTarget {
   #imageOptions(): string {
     // QEMU's option syntax doubles a comma inside a value; paths here have none.
     return `driver=rbd,pool=${this.#cluster.pool},image=${this.#image},conf=${this.#cluster.cephConf},user=admin`;
+  }
+}
+
+const nbdkitPluginSource = join(import.meta.dirname, "rados-nbdkit-plugin.c");
+
+/** nbdkit serving bench/rados-nbdkit-plugin.c, which gcc builds in the run's directory. */
+export class NbdkitRadosTarget implements FioTarget {
+  readonly name = "nbdkit (librados)";
+  readonly #cluster: Cluster;
+  readonly #prefix: string;
+  readonly #sizeBytes: number;
+  readonly #workingSetBytes: number;
+  readonly #dir: string;
+  readonly #socketPath: string;
+  readonly #pluginPath: string;
+  #server: ServerProcess | undefined;
+
+  constructor(cluster: Cluster, dir: string, sizeBytes: number, workingSetBytes: number) {
+    this.#cluster = cluster;
+    this.#prefix = `bench-nbdkit-${process.pid}`;
+    this.#sizeBytes = sizeBytes;
+    this.#workingSetBytes = workingSetBytes;
+    this.#dir = dir;
+    this.#socketPath = join(dir, "nbdkit.sock");
+    this.#pluginPath = join(dir, "nbdkit-rados-plugin.so");
+  }
+
+  get fioEngineArgs(): string[] {
+    return ["--ioengine=nbd", `--uri=${nbdUnixUri("bench", this.#socketPath)}`];
+  }
+
+  /** Builds the plugin; why this side cannot run here, or undefined. */
+  async build(): Promise<string | undefined> {
+    if (!existsSync("/usr/include/nbdkit-plugin.h")) return "nbdkit's plugin headers are missing (Debian: nbdkit nbdkit-plugin-dev)";
+    const built = await run("gcc", ["-O2", "-fPIC", "-shared", "-o", this.#pluginPath, nbdkitPluginSource, "-lrados"]).catch((error: unknown) => error);
+    return built instanceof Error ? `gcc could not build ${nbdkitPluginSource} (Debian: gcc librados-dev): ${built.message.split("\n")[0]}` : undefined;
+  }
+
+  async setUp(): Promise<void> {
+    const args = ["-f", "-U", this.#socketPath, "-e", "bench", this.#pluginPath];
+    const settings = [`conf=${this.#cluster.cephConf}`, `pool=${this.#cluster.pool}`, `prefix=${this.#prefix}`, `size=${this.#sizeBytes}`];
+    this.#server = new ServerProcess("nbdkit", [...args, ...settings], join(this.#dir, "nbdkit.log"));
+    await this.#server.waitUntilServing(this.#socketPath);
+    await prefill(this.fioEngineArgs, this.#workingSetBytes, join(this.#dir, "nbdkit-prefill.json"));
+  }
+
+  async serverCpuMs(): Promise<number | undefined> {
+    return this.#server?.cpuMs();
+  }
+
+  async stop(): Promise<void> {
+    await this.#server?.stop();
   }
 }
 

@@ -6,6 +6,10 @@
  *   qemu-nbd (librbd)  fio's `nbd` ioengine on an RBD image served by qemu-nbd (QEMU's rbd
  *            driver): the NBD hop without okeanos, to price the hop itself. Left out, with a
  *            message, where QEMU has no rbd driver (Debian: qemu-block-extra). fio rows only.
+ *   nbdkit (librados)  fio's `nbd` ioengine on nbdkit with bench/rados-nbdkit-plugin.c: plain
+ *            librados objects behind the smallest NBD server we could write, none of
+ *            okeanos' work. Left out, with a message, without nbdkit's plugin headers
+ *            (Debian: nbdkit-plugin-dev). fio rows only.
  *   rows     4 KiB random read and write at QD 1 and 32, 4 MiB sequential read and write at
  *            QD 8 (bench/rados-targets.ts), time-based over a prefilled working set; then
  *            `rbd snap create` + `rbd snap protect` + `rbd clone` against `okeanos volume
@@ -37,12 +41,13 @@ import { formatBytes, median, printTable, printTitle, round, withTempDir, type B
 import type { FioResult, Workload } from "./nbd/fio.ts";
 import { commandExists, killAllNow, run } from "./nbd/processes.ts";
 import { formatRatio, headline, markdownTable, Results } from "./nbd/report.ts";
-import { MiB, OkeanosRadosTarget, QemuNbdRbdTarget, RbdTarget, radosWorkloads, runJob, type Cluster, type FioTarget, type RadosTarget } from "./rados-targets.ts";
+import { MiB, NbdkitRadosTarget, OkeanosRadosTarget, QemuNbdRbdTarget, RbdTarget, radosWorkloads, runJob, type Cluster, type FioTarget, type RadosTarget } from "./rados-targets.ts";
 
 const devCeph = join(import.meta.dirname, "..", "scripts", "dev-ceph.sh");
 const ours = "okeanos";
 const peer = "librbd";
 const hop = "qemu-nbd (librbd)";
+const plainServer = "nbdkit (librados)";
 
 interface Settings {
   rounds: number;
@@ -133,7 +138,7 @@ async function processCpuMs(pid: number | undefined): Promise<number | undefined
 // ── the run ────────────────────────────────────────────────────────────────
 
 interface Side<Target extends FioTarget = FioTarget> {
-  name: typeof ours | typeof peer | typeof hop;
+  name: typeof ours | typeof peer | typeof hop | typeof plainServer;
   target: Target;
 }
 
@@ -159,6 +164,7 @@ async function runGroup(context: BenchContext): Promise<void> {
     let cluster: RunningCluster | undefined;
     let okeanos: OkeanosRadosTarget | undefined;
     let qemuNbd: QemuNbdRbdTarget | undefined;
+    let nbdkit: NbdkitRadosTarget | undefined;
     try {
       cluster = await startCluster(settings, dir);
       process.env["CEPH_CONF"] = cluster.cephConf;
@@ -172,7 +178,14 @@ async function runGroup(context: BenchContext): Promise<void> {
       await qemuNbd.createImage();
       const withoutHop = await qemuNbd.missing();
       if (withoutHop !== undefined) console.log(`the ${hop} side is left out: ${withoutHop}`);
-      const sides: Side[] = withoutHop === undefined ? [...snapshotSides, { name: hop, target: qemuNbd }] : snapshotSides;
+      nbdkit = new NbdkitRadosTarget(cluster, dir, settings.imageSizeBytes, settings.workingSetBytes);
+      const withoutNbdkit = await nbdkit.build();
+      if (withoutNbdkit !== undefined) console.log(`the ${plainServer} side is left out: ${withoutNbdkit}`);
+      const sides: Side[] = [
+        ...snapshotSides,
+        ...(withoutHop === undefined ? [{ name: hop, target: qemuNbd } as const] : []),
+        ...(withoutNbdkit === undefined ? [{ name: plainServer, target: nbdkit } as const] : []),
+      ];
       console.log(
         `images ${formatBytes(settings.imageSizeBytes)}, working set ${formatBytes(settings.workingSetBytes)} prefilled; ` +
           `${settings.rounds} round(s) × ${radosWorkloads.length} rows × ${sides.length} sides, ${settings.runtimeSeconds} s per job; ${settings.snapshotRounds} snapshot + clone rounds`,
@@ -185,10 +198,11 @@ async function runGroup(context: BenchContext): Promise<void> {
       const cpu: CpuSamples = { osd: new Map(), server: new Map() };
       const results = await runRounds(sides, settings, dir, cluster, okeanos, cpu);
       const snapshots = await runSnapshotRounds(snapshotSides, settings);
-      await printResults(results, cpu, snapshots, okeanos, sides.length > 2);
+      await printResults(results, cpu, snapshots, okeanos, sides.map((side) => side.name));
     } finally {
       await okeanos?.stop().catch(() => undefined);
       await qemuNbd?.stop().catch(() => undefined);
+      await nbdkit?.stop().catch(() => undefined);
       killAllNow();
       process.off("exit", killAllNow);
       if (savedCephConf === undefined) delete process.env["CEPH_CONF"];
@@ -282,9 +296,10 @@ const workRow = "work only (librbd: total less start-ups; okeanos: Engine API in
 
 // ── tables ─────────────────────────────────────────────────────────────────
 
-async function printResults(results: Results, cpu: CpuSamples, snapshots: SnapshotTimes, okeanos: OkeanosRadosTarget, withHop: boolean): Promise<void> {
+async function printResults(results: Results, cpu: CpuSamples, snapshots: SnapshotTimes, okeanos: OkeanosRadosTarget, sideNames: readonly string[]): Promise<void> {
   const medianOf = (values: number[] | undefined): number => (values === undefined || values.length === 0 ? Number.NaN : median(values));
-  const sideNames = withHop ? [peer, ours, hop] : [peer, ours];
+  // The other NBD servers: each against librbd, and okeanos against each.
+  const otherServers = sideNames.filter((name) => name !== peer && name !== ours);
   const io = radosWorkloads.map((workload) => {
     const medians = sideNames.map((name) => results.medians(workload, name));
     const perSide = (pick: (name: string, index: number) => number): string => sideNames.map((name, index) => round(pick(name, index))).join(" / ");
@@ -292,7 +307,8 @@ async function printResults(results: Results, cpu: CpuSamples, snapshots: Snapsh
       row: workload.name,
       ...Object.fromEntries(sideNames.map((name, index) => [name, headline(workload, medians[index])])),
       [`${ours} ÷ ${peer}`]: formatRatio(results.ratio(workload, ours, peer)),
-      ...(withHop ? { [`${hop} ÷ ${peer}`]: formatRatio(results.ratio(workload, hop, peer)), [`${ours} ÷ ${hop}`]: formatRatio(results.ratio(workload, ours, hop)) } : {}),
+      ...Object.fromEntries(otherServers.map((name) => [`${name} ÷ ${peer}`, formatRatio(results.ratio(workload, name, peer))])),
+      ...Object.fromEntries(otherServers.map((name) => [`${ours} ÷ ${name}`, formatRatio(results.ratio(workload, ours, name))])),
       [`p50 µs ${sideNames.join(" / ")}`]: perSide((_, index) => medians[index]?.clatP50Us ?? Number.NaN),
       [`OSD CPU µs/op ${sideNames.join(" / ")}`]: perSide((name) => medianOf(cpu.osd.get(workload.name)?.get(name))),
       [`NBD server CPU µs/op ${sideNames.slice(1).join(" / ")}`]: sideNames
