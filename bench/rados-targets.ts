@@ -330,7 +330,9 @@ export class NbdkitRadosTarget implements FioTarget {
   }
 
   async setUp(): Promise<void> {
-    const args = ["-f", "-U", this.#socketPath, "-e", "bench", this.#pluginPath];
+    // --threads: each of nbdkit's threads holds one request through its synchronous librados
+    // call, and the default 16 would keep the QD32 rows at 16 in flight (RADOS run 10).
+    const args = ["-f", "--threads", "64", "-U", this.#socketPath, "-e", "bench", this.#pluginPath];
     const settings = [`conf=${this.#cluster.cephConf}`, `pool=${this.#cluster.pool}`, `prefix=${this.#prefix}`, `size=${this.#sizeBytes}`];
     this.#server = new ServerProcess("nbdkit", [...args, ...settings], join(this.#dir, "nbdkit.log"));
     await this.#server.waitUntilServing(this.#socketPath);
