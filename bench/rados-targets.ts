@@ -233,6 +233,42 @@ export class OkeanosRadosTarget implements RadosTarget {
 }
 
 /**
+ * A peer NBD server on a unix socket in the run's directory, driven by fio's `nbd` engine:
+ * what the qemu-nbd and nbdkit sides share (process, socket, prefill, CPU, stop).
+ */
+class PeerNbdServer {
+  readonly socketPath: string;
+  readonly #dir: string;
+  readonly #label: string;
+  #server: ServerProcess | undefined;
+
+  constructor(dir: string, label: string) {
+    this.#dir = dir;
+    this.#label = label;
+    this.socketPath = join(dir, `${label}.sock`);
+  }
+
+  get fioEngineArgs(): string[] {
+    return ["--ioengine=nbd", `--uri=${nbdUnixUri("bench", this.socketPath)}`];
+  }
+
+  /** Starts `command` (which must serve export "bench" on socketPath), then prefills the working set through it. */
+  async start(command: string, args: readonly string[], workingSetBytes: number): Promise<void> {
+    this.#server = new ServerProcess(command, args, join(this.#dir, `${this.#label}.log`));
+    await this.#server.waitUntilServing(this.socketPath);
+    await prefill(this.fioEngineArgs, workingSetBytes, join(this.#dir, `${this.#label}-prefill.json`));
+  }
+
+  async cpuMs(): Promise<number | undefined> {
+    return this.#server?.cpuMs();
+  }
+
+  async stop(): Promise<void> {
+    await this.#server?.stop();
+  }
+}
+
+/**
  * `qemu-nbd` serving an RBD image through QEMU's rbd block driver (Debian: qemu-block-extra).
  * `--cache=none` is what turns librbd's cache off there (QEMU sets rbd_cache from the cache
  * mode); the image's `conf_rbd_cache=false` says the same, as on the librbd side.
@@ -243,21 +279,18 @@ export class QemuNbdRbdTarget implements FioTarget {
   readonly #image: string;
   readonly #sizeBytes: number;
   readonly #workingSetBytes: number;
-  readonly #dir: string;
-  readonly #socketPath: string;
-  #server: ServerProcess | undefined;
+  readonly #server: PeerNbdServer;
 
   constructor(cluster: Cluster, dir: string, sizeBytes: number, workingSetBytes: number) {
     this.#cluster = cluster;
     this.#image = `bench-qemu-nbd-${process.pid}`;
     this.#sizeBytes = sizeBytes;
     this.#workingSetBytes = workingSetBytes;
-    this.#dir = dir;
-    this.#socketPath = join(dir, "qemu-nbd.sock");
+    this.#server = new PeerNbdServer(dir, "qemu-nbd");
   }
 
   get fioEngineArgs(): string[] {
-    return ["--ioengine=nbd", `--uri=${nbdUnixUri("bench", this.#socketPath)}`];
+    return this.#server.fioEngineArgs;
   }
 
   /** Why this side cannot run here (QEMU without its rbd driver), or undefined; needs the image, so after `createImage`. */
@@ -274,18 +307,16 @@ export class QemuNbdRbdTarget implements FioTarget {
 
   async setUp(): Promise<void> {
     // -t: keep serving between fio's connections; -x: the export name the URI asks for.
-    const args = ["-t", "-x", "bench", "--cache=none", "-k", this.#socketPath, "--image-opts", this.#imageOptions()];
-    this.#server = new ServerProcess("qemu-nbd", args, join(this.#dir, "qemu-nbd.log"));
-    await this.#server.waitUntilServing(this.#socketPath);
-    await prefill(this.fioEngineArgs, this.#workingSetBytes, join(this.#dir, "qemu-nbd-prefill.json"));
+    const args = ["-t", "-x", "bench", "--cache=none", "-k", this.#server.socketPath, "--image-opts", this.#imageOptions()];
+    await this.#server.start("qemu-nbd", args, this.#workingSetBytes);
   }
 
-  async serverCpuMs(): Promise<number | undefined> {
-    return this.#server?.cpuMs();
+  serverCpuMs(): Promise<number | undefined> {
+    return this.#server.cpuMs();
   }
 
-  async stop(): Promise<void> {
-    await this.#server?.stop();
+  stop(): Promise<void> {
+    return this.#server.stop();
   }
 
   #imageOptions(): string {
@@ -303,23 +334,20 @@ export class NbdkitRadosTarget implements FioTarget {
   readonly #prefix: string;
   readonly #sizeBytes: number;
   readonly #workingSetBytes: number;
-  readonly #dir: string;
-  readonly #socketPath: string;
   readonly #pluginPath: string;
-  #server: ServerProcess | undefined;
+  readonly #server: PeerNbdServer;
 
   constructor(cluster: Cluster, dir: string, sizeBytes: number, workingSetBytes: number) {
     this.#cluster = cluster;
     this.#prefix = `bench-nbdkit-${process.pid}`;
     this.#sizeBytes = sizeBytes;
     this.#workingSetBytes = workingSetBytes;
-    this.#dir = dir;
-    this.#socketPath = join(dir, "nbdkit.sock");
     this.#pluginPath = join(dir, "nbdkit-rados-plugin.so");
+    this.#server = new PeerNbdServer(dir, "nbdkit");
   }
 
   get fioEngineArgs(): string[] {
-    return ["--ioengine=nbd", `--uri=${nbdUnixUri("bench", this.#socketPath)}`];
+    return this.#server.fioEngineArgs;
   }
 
   /** Builds the plugin; why this side cannot run here, or undefined. */
@@ -332,19 +360,17 @@ export class NbdkitRadosTarget implements FioTarget {
   async setUp(): Promise<void> {
     // --threads: each of nbdkit's threads holds one request through its synchronous librados
     // call, and the default 16 would keep the QD32 rows at 16 in flight (RADOS run 10).
-    const args = ["-f", "--threads", "64", "-U", this.#socketPath, "-e", "bench", this.#pluginPath];
+    const args = ["-f", "--threads", "64", "-U", this.#server.socketPath, "-e", "bench", this.#pluginPath];
     const settings = [`conf=${this.#cluster.cephConf}`, `pool=${this.#cluster.pool}`, `prefix=${this.#prefix}`, `size=${this.#sizeBytes}`];
-    this.#server = new ServerProcess("nbdkit", [...args, ...settings], join(this.#dir, "nbdkit.log"));
-    await this.#server.waitUntilServing(this.#socketPath);
-    await prefill(this.fioEngineArgs, this.#workingSetBytes, join(this.#dir, "nbdkit-prefill.json"));
+    await this.#server.start("nbdkit", [...args, ...settings], this.#workingSetBytes);
   }
 
-  async serverCpuMs(): Promise<number | undefined> {
-    return this.#server?.cpuMs();
+  serverCpuMs(): Promise<number | undefined> {
+    return this.#server.cpuMs();
   }
 
-  async stop(): Promise<void> {
-    await this.#server?.stop();
+  stop(): Promise<void> {
+    return this.#server.stop();
   }
 }
 
